@@ -1,0 +1,40 @@
+# finetune-sweeps: `make sweep` and `make test` are all a user needs on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install sweep finetune test test-unit lint bench clean
+
+install: $(STAMP)
+
+# torch goes in first and pinned: an unpinned resolve pulls several GB of CUDA wheels.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+sweep: install
+	$(BIN)/python -m trainables.finetune trainables/examples/demo.yaml
+
+finetune: install
+	$(BIN)/python -m trainables.finetune $(or $(CONFIG),trainables/examples/demo.yaml)
+
+test: install
+	$(BIN)/python -m pytest -q -rs tests
+
+test-unit: install
+	$(BIN)/python -m pytest -q -m "not integration" tests
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/loop_throughput.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache build *.egg-info

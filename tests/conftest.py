@@ -1,0 +1,76 @@
+"""Shared fixtures: a tiny randomly initialised BERT, small tables, one local Ray runtime."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pytest
+
+POSITIVE = ("good", "great", "fine", "lovely", "superb")
+NEGATIVE = ("bad", "awful", "poor", "dreadful", "weak")
+FILLER = ("the", "film", "was", "a", "story", "cast", "and", "plot", "this", "really", "quite")
+
+
+def separable_table(n: int, seed: int) -> pa.Table:
+    """Rows whose label is decided by one keyword among filler words: easy to learn."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label else NEGATIVE))
+        texts.append(" ".join(words))
+        labels.append("pos" if label else "neg")
+    return pa.table({"sentence": texts, "sentiment": labels})
+
+
+def write_csv(table: pa.Table, path: Path) -> str:
+    pa_csv.write_csv(table, path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer, 32-wide BERT from a config (random weights) with the MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from trainables.models import resolve_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def separable_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("separable")
+    return {
+        "train": write_csv(separable_table(480, seed=1), folder / "train.csv"),
+        # An odd size, so evaluation shards of 2 ranks differ in length.
+        "validation": write_csv(separable_table(101, seed=2), folder / "val.csv"),
+        "test": write_csv(separable_table(60, seed=3), folder / "test.csv"),
+    }
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray runtime for the whole test session (token auth on, as by default)."""
+    import ray
+
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=True)
+    yield
+    ray.shutdown()

@@ -1,0 +1,37 @@
+"""Fault injection for restart tests; pickled by value so Ray workers need not import it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def crash_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]], None]:
+    """The real loop, except that the first attempt dies right after its first checkpoint.
+
+    Leaves `crashed-rank{R}` when a rank dies and `resumed-rank{R}` when a rank starts again
+    from a checkpoint, so a test can tell that the restart really happened.
+    """
+
+    def train_fn(config: dict[str, Any]) -> None:
+        import ray.train
+
+        from trainables.loop import train_fn_per_worker
+
+        rank = ray.train.get_context().get_world_rank()
+        if ray.train.get_checkpoint() is None:
+            real_report = ray.train.report
+
+            def report_then_crash(metrics: dict, checkpoint: Any = None, **kwargs: Any) -> None:
+                real_report(metrics, checkpoint=checkpoint, **kwargs)
+                if checkpoint is not None:
+                    (Path(marker_dir) / f"crashed-rank{rank}").touch()
+                    raise RuntimeError("injected fault after the first checkpoint")
+
+            ray.train.report = report_then_crash
+        else:
+            (Path(marker_dir) / f"resumed-rank{rank}").touch()
+        train_fn_per_worker(config)
+
+    return train_fn

@@ -1,0 +1,150 @@
+"""The per-worker loop under real Ray Train DDP (2 CPU workers, gloo) on a tiny BERT."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.integration import faults
+from trainables.config import FinetuneConfig, parse_config
+from trainables.data import build_dataset, collate, eval_batches, tokenize_split
+from trainables.metrics import evaluate
+from trainables.trainer import build_trainer
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
+cloudpickle.register_pickle_by_value(faults)
+
+
+def job(model_dir: str, files: dict[str, str], **training: Any) -> FinetuneConfig:
+    return parse_config(
+        {
+            "model": {"name_or_path": model_dir},
+            "data": {
+                **files,
+                "text_column": "sentence",
+                "label_column": "sentiment",
+                "max_length": 32,
+            },
+            "optimizer": {"lr": 2e-3, "weight_decay": 0.01},
+            "schedule": {"name": "linear", "warmup_ratio": 0.1},
+            "training": {"batch_size": 16, "epochs": 4, "seed": 7, **training},
+            "scaling": {"num_workers": 2},
+        }
+    )
+
+
+def fit(cfg: FinetuneConfig, storage: Path, name: str, **kwargs: Any) -> Any:
+    return build_trainer(cfg, run_name=name, storage_path=str(storage), **kwargs).fit()
+
+
+@pytest.mark.timeout(300)
+def test_two_worker_ddp_learns_and_reports_whole_validation_metrics(
+    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
+) -> None:
+    result = fit(job(tiny_model_dir, separable_files), tmp_path, "learn")
+    metrics = result.metrics
+    assert metrics["val_accuracy"] >= 0.9
+    assert {
+        "train_loss",
+        "val_loss",
+        "val_f1_macro",
+        "learning_rate",
+        "epoch",
+        "step",
+        "samples_per_second",
+        "test_accuracy",
+        "test_f1_macro",
+    } <= metrics.keys()
+    assert metrics["epoch"] == 4.0 and metrics["samples_per_second"] > 0
+
+    # Recompute validation metrics of the reported checkpoint over the whole split, one process.
+    with result.checkpoint.as_directory() as folder:
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    data = build_dataset(job(tiny_model_dir, separable_files).data)
+    val = tokenize_split(data.splits["validation"], tokenizer, 32)
+    batches = (
+        collate(val, rows, tokenizer.pad_token_id)
+        for rows in eval_batches(val, list(range(len(val))), 7)
+    )
+    whole = evaluate(model, batches, 2, torch.device("cpu"), torch.no_grad, prefix="val_")
+    for key, value in whole.items():
+        assert math.isclose(metrics[key], value, rel_tol=1e-5, abs_tol=1e-6), key
+
+
+@pytest.mark.timeout(400)
+def test_restarted_worker_group_resumes_to_the_same_weights(
+    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
+) -> None:
+    # Dropout on, mid-epoch checkpoints and gradient accumulation: all must resume exactly.
+    cfg = job(tiny_model_dir, separable_files, max_steps=9, eval_every=4, grad_accum_steps=2)
+    straight = fit(cfg, tmp_path, "straight")
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    resumed = fit(
+        cfg,
+        tmp_path,
+        "resumed",
+        max_failures=1,
+        train_fn=faults.crash_after_first_checkpoint(str(markers)),
+    )
+    assert sorted(p.name for p in markers.iterdir()) == [
+        "crashed-rank0",
+        "crashed-rank1",
+        "resumed-rank0",
+        "resumed-rank1",
+    ]
+    assert straight.metrics["step"] == resumed.metrics["step"] == 9
+
+    with straight.checkpoint.as_directory() as a, resumed.checkpoint.as_directory() as b:
+        weights_a = load_file(str(Path(a) / "model.safetensors"))
+        weights_b = load_file(str(Path(b) / "model.safetensors"))
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        torch.testing.assert_close(weights_a[key], weights_b[key], rtol=1e-5, atol=1e-6)
+    assert resumed.error is None
+
+
+@pytest.mark.timeout(300)
+def test_several_fits_in_a_row_all_start_and_finish(
+    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
+) -> None:
+    for i in range(3):
+        result = fit(job(tiny_model_dir, separable_files, max_steps=2), tmp_path, f"row-{i}")
+        assert result.error is None
+        assert result.metrics["step"] == 2
+
+
+@pytest.mark.timeout(180)
+def test_embedded_default_model_loads_with_no_network() -> None:
+    code = (
+        "from trainables.config import ModelConfig\n"
+        "from trainables.models import build_model\n"
+        "m = build_model(ModelConfig(), ('neg', 'pos'))\n"
+        "n = sum(p.numel() for p in m.parameters())\n"
+        "assert 22_000_000 < n < 23_500_000, n\n"
+        "assert m.config.num_labels == 2 and m.classifier.out_features == 2\n"
+        "print('ok', n)\n"
+    )
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+        # Any attempt to reach the network goes to a closed local port and fails.
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=170
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok")

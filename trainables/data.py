@@ -1,0 +1,324 @@
+"""Data for sequence classification: read, check, split, tokenize, batch.
+
+Tables are read with pyarrow (local paths or URIs such as `s3://`), columns are mapped to
+text / text pair / label, labels become ids, missing splits are carved from train (stratified,
+seeded). Tokenization happens once, without padding; batches are padded to their own longest
+row. `epoch_batches` is the whole batch plan of one epoch for one rank, a pure function of
+(seed, epoch), which is what lets a restarted worker skip exactly the batches it already did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.fs as pa_fs
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+import torch
+
+from trainables.config import DataConfig
+from trainables.demo_data import LABEL_NAMES as DEMO_LABEL_NAMES
+from trainables.demo_data import demo_splits
+from trainables.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass(frozen=True)
+class LabeledSplit:
+    """One split as plain columns: texts, optional text pairs, label ids."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, indices: np.ndarray) -> LabeledSplit:
+        pairs = [self.pairs[i] for i in indices] if self.pairs is not None else None
+        return LabeledSplit([self.texts[i] for i in indices], pairs, self.labels[indices])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The splits of a job and its label names (label id i is `label_names[i]`)."""
+
+    splits: dict[str, LabeledSplit]
+    label_names: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_table(uri: str, fmt: str = "auto", field: str = "data.train") -> pa.Table:
+    """Reads a CSV/TSV/JSONL/Parquet file from a local path or a pyarrow-supported URI."""
+    if fmt == "auto":
+        fmt = _SUFFIX_FORMATS.get(PurePosixPath(uri.split("?")[0]).suffix.lower(), "")
+        if not fmt:
+            raise DataError(
+                f"{field}: cannot tell the format of {uri!r} from its suffix; set data.format "
+                f"to one of csv, tsv, jsonl, parquet"
+            )
+    try:
+        fs, path = (
+            pa_fs.FileSystem.from_uri(uri) if "://" in uri else (pa_fs.LocalFileSystem(), uri)
+        )
+        if fs.get_file_info(path).type != pa_fs.FileType.File:
+            raise DataError(f"{field}: file not found: {uri}")
+        with fs.open_input_file(path) as f:
+            if fmt == "parquet":
+                return pq.read_table(f)
+            if fmt == "jsonl":
+                return pa_json.read_json(f)
+            delimiter = "\t" if fmt == "tsv" else ","
+            # GLUE-style TSVs are unquoted and contain bare quote characters.
+            parse = pa_csv.ParseOptions(
+                delimiter=delimiter, quote_char=False if fmt == "tsv" else '"'
+            )
+            return pa_csv.read_csv(f, parse_options=parse)
+    except DataError:
+        raise
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{field}: cannot read {uri!r} as {fmt}: {exc}") from None
+
+
+def _read_hub(dataset_id: str, subset: str | None) -> dict[str, pa.Table]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            "data.hub_dataset needs the `datasets` package (pip install datasets)"
+        ) from None
+    try:
+        loaded = datasets.load_dataset(dataset_id, subset)
+    except Exception as exc:
+        raise DataError(f"data.hub_dataset: cannot load {dataset_id!r}: {exc}") from None
+    return {name: loaded[name].data.table for name in SPLITS if name in loaded}
+
+
+def read_raw_splits(cfg: DataConfig) -> dict[str, pa.Table]:
+    """The tables the config names, by split; splits it does not name are absent."""
+    if cfg.builtin == "demo":
+        return demo_splits()
+    if cfg.hub_dataset:
+        return _read_hub(cfg.hub_dataset, cfg.hub_subset)
+    assert cfg.train is not None
+    tables = {"train": read_table(cfg.train, cfg.format, "data.train")}
+    for name in ("validation", "test"):
+        uri = getattr(cfg, name)
+        if uri:
+            tables[name] = read_table(uri, cfg.format, f"data.{name}")
+    return tables
+
+
+# --------------------------------------------------------------------------- labels & splits
+
+
+def _column(table: pa.Table, column: str, field: str, split: str) -> list[Any]:
+    if column not in table.column_names:
+        raise DataError(
+            f"{field}: column {column!r} not in the {split} split; its columns are "
+            f"{table.column_names}"
+        )
+    values = table.column(column).to_pylist()
+    if any(v is None for v in values):
+        raise DataError(f"{field}: column {column!r} of the {split} split has empty values")
+    return values
+
+
+def _label_names(train_labels: list[Any], given: tuple[str, ...] | None) -> tuple[str, ...]:
+    if given:
+        return given
+    distinct = sorted(set(train_labels), key=lambda v: (isinstance(v, str), v))
+    return tuple(str(v) for v in distinct)
+
+
+def _label_ids(
+    values: list[Any], names: tuple[str, ...], split: str, cfg: DataConfig
+) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
+    ids = np.empty(len(values), dtype=np.int64)
+    for row, value in enumerate(values):
+        key = str(value)
+        if key in index:
+            ids[row] = index[key]
+        elif cfg.label_names and isinstance(value, int) and 0 <= value < len(names):
+            ids[row] = value
+        else:
+            origin = "data.label_names" if cfg.label_names else "the train split"
+            raise DataError(
+                f"data.label_column: label {value!r} in the {split} split (row {row}) is not among "
+                f"the labels of {origin}: {list(names)}"
+            )
+    return ids
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Splits row indices into (kept, held out) with `fraction` of every label held out."""
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        rng.shuffle(rows)
+        n_held = round(len(rows) * fraction)
+        held.append(rows[:n_held])
+        kept.append(rows[n_held:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def build_dataset(cfg: DataConfig, tables: dict[str, pa.Table] | None = None) -> Dataset:
+    """Reads (or takes) the tables, maps columns and labels, and carves missing splits.
+
+    Raises:
+        DataError: naming the field, file, column or label that is wrong.
+    """
+    tables = tables if tables is not None else read_raw_splits(cfg)
+    if cfg.builtin == "demo":
+        cfg = cfg.model_copy(
+            update={
+                "text_column": "text",
+                "label_column": "label",
+                "text_pair_column": None,
+                "label_names": cfg.label_names or DEMO_LABEL_NAMES,
+            }
+        )
+    if "train" not in tables:
+        raise DataError("data: the source has no train split")
+    train_labels = _column(tables["train"], cfg.label_column, "data.label_column", "train")
+    names = _label_names(train_labels, cfg.label_names)
+    if len(names) < 2:
+        raise DataError(
+            f"data.label_column: the train split has fewer than 2 labels: {list(names)}"
+        )
+
+    splits: dict[str, LabeledSplit] = {}
+    for split, table in tables.items():
+        if table.num_rows == 0:
+            raise DataError(f"data.{split}: the {split} split is empty")
+        texts = [str(t) for t in _column(table, cfg.text_column, "data.text_column", split)]
+        pairs = None
+        if cfg.text_pair_column:
+            raw = _column(table, cfg.text_pair_column, "data.text_pair_column", split)
+            pairs = [str(t) for t in raw]
+        labels = _column(table, cfg.label_column, "data.label_column", split)
+        splits[split] = LabeledSplit(texts, pairs, _label_ids(labels, names, split, cfg))
+
+    carve = [("validation", cfg.validation_fraction), ("test", cfg.test_fraction)]
+    for split, fraction in carve:
+        if split in splits or fraction == 0.0:
+            continue
+        kept, held = stratified_split(splits["train"].labels, fraction, cfg.split_seed)
+        if len(held) == 0 or len(kept) == 0:
+            raise DataError(
+                f"data.{split}_fraction: {fraction} of {len(splits['train'])} train rows leaves an "
+                f"empty split; give a data.{split} file or a larger fraction"
+            )
+        splits[split], splits["train"] = splits["train"].take(held), splits["train"].take(kept)
+    return Dataset(splits=splits, label_names=names)
+
+
+# --------------------------------------------------------------------------- tokens & batches
+
+
+@dataclass(frozen=True)
+class TokenizedSplit:
+    """Unpadded token ids per row (one list per model input) and label ids."""
+
+    features: dict[str, list[list[int]]]
+    labels: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(ids) for ids in self.features["input_ids"]), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def tokenize_split(split: LabeledSplit, tokenizer: Any, max_length: int) -> TokenizedSplit:
+    """Tokenizes once, truncating to `max_length`; padding waits for the batch."""
+    encoded = tokenizer(
+        split.texts, split.pairs, truncation=True, max_length=max_length, padding=False
+    )
+    names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in encoded]
+    return TokenizedSplit({n: encoded[n] for n in names}, split.labels)
+
+
+def collate(split: TokenizedSplit, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pads `rows` to their longest row (dynamic padding) and stacks them as tensors."""
+    width = max(len(split.features["input_ids"][r]) for r in rows)
+    batch = {}
+    for name, column in split.features.items():
+        fill = pad_id if name == "input_ids" else 0
+        out = np.full((len(rows), width), fill, dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids = column[r]
+            out[i, : len(ids)] = ids
+        batch[name] = torch.from_numpy(out)
+    batch["labels"] = torch.from_numpy(split.labels[np.asarray(rows)])
+    return batch
+
+
+def epoch_batches(
+    lengths: np.ndarray,
+    batch_size: int,
+    world_size: int,
+    rank: int,
+    seed: int,
+    epoch: int,
+    group_by_length: bool,
+) -> list[list[int]]:
+    """This rank's batches for one epoch: a pure function of (seed, epoch).
+
+    A global batch holds `batch_size * world_size` rows and every rank gets an interleaved
+    share, so ranks see similar lengths and finish their steps together. With
+    `group_by_length`, rows are sorted by length inside shuffled mega-batches of 50 global
+    batches, which cuts padding without making the order predictable. The last global batch is
+    topped up with rows from the start so every rank has the same number of batches.
+    """
+    n = len(lengths)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    global_size = batch_size * world_size
+    if group_by_length:
+        mega = global_size * 50
+        chunks = [order[i : i + mega] for i in range(0, n, mega)]
+        order = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
+    num_batches = math.ceil(n / global_size)
+    shortfall = (-n) % world_size if n % global_size else 0
+    order = np.concatenate([order, order[:shortfall]])
+    batches = [order[i * global_size : (i + 1) * global_size] for i in range(num_batches)]
+    if group_by_length:
+        # Length-sorted batches would otherwise come longest-first in every mega-batch.
+        shuffle = np.random.default_rng([seed, epoch, 1]).permutation(num_batches)
+        batches = [batches[i] for i in shuffle]
+    return [b[rank::world_size].tolist() for b in batches]
+
+
+def shard_rows(n: int, world_size: int, rank: int) -> list[int]:
+    """Evaluation rows of this rank: disjoint shards that together cover all `n` rows once."""
+    return list(range(rank, n, world_size))
+
+
+def eval_batches(split: TokenizedSplit, rows: list[int], batch_size: int) -> list[list[int]]:
+    """Rows sorted by length then cut into batches: order does not matter when evaluating."""
+    lengths = split.lengths
+    ordered = sorted(rows, key=lambda r: lengths[r])
+    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]

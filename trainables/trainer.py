@@ -1,0 +1,76 @@
+"""Builds the Ray Train `TorchTrainer` that runs `train_fn_per_worker` for one job.
+
+Both the stand-alone runner (`python -m trainables.finetune`) and the sweep's per-trial driver
+build their trainers here, so a job behaves the same alone and inside a sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pa_fs
+from ray.train import CheckpointConfig, FailureConfig, RunConfig
+from ray.train import ScalingConfig as RayScalingConfig
+from ray.train.torch import TorchTrainer
+
+from trainables.config import FinetuneConfig
+from trainables.loop import train_fn_per_worker
+
+
+def resolve_storage(storage_path: str) -> str:
+    """An absolute path or a URI, which is what Ray's storage needs."""
+    if "://" in storage_path:
+        return storage_path
+    return str(Path(storage_path).expanduser().resolve())
+
+
+def build_trainer(
+    cfg: FinetuneConfig,
+    *,
+    run_name: str,
+    storage_path: str,
+    storage_filesystem: pa_fs.FileSystem | None = None,
+    callbacks: Sequence[Any] = (),
+    max_failures: int = 0,
+    train_fn: Callable[[dict[str, Any]], None] = train_fn_per_worker,
+) -> TorchTrainer:
+    """A `TorchTrainer` for `cfg` writing under `storage_path/run_name`.
+
+    Args:
+        cfg: The job.
+        run_name: Deterministic run name (a sweep passes its trial id): a rerun with the same
+            name and storage resumes from the run's latest checkpoint.
+        storage_path: Absolute path or URI for checkpoints and run state.
+        storage_filesystem: A pyarrow filesystem for `storage_path` (e.g. S3 with an endpoint).
+        callbacks: Ray Train user callbacks (a sweep passes `TuneReportCallback`).
+        max_failures: Worker-group restarts, each resuming from the latest checkpoint.
+        train_fn: The per-worker loop; a seam for fault-injection tests.
+    """
+    s = cfg.scaling
+    resources = {"CPU": s.cpus_per_worker} | (
+        {"GPU": s.gpus_per_worker} if s.gpus_per_worker else {}
+    )
+    t = cfg.training
+    return TorchTrainer(
+        train_fn,
+        train_loop_config=cfg.model_dump(mode="json"),
+        scaling_config=RayScalingConfig(
+            num_workers=s.num_workers,
+            use_gpu=s.gpus_per_worker > 0,
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            callbacks=list(callbacks),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=t.checkpoints_to_keep,
+                checkpoint_score_attribute=t.monitor,
+                checkpoint_score_order="min" if t.monitor == "val_loss" else "max",
+            ),
+        ),
+    )
