@@ -215,8 +215,19 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+            msg = f"unknown field; valid fields here: {', '.join(_fields_at(err['loc'][:-1]))}"
         got = err.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"  {where}: {msg}{shown}")
     return "\n".join(lines)
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the section at `loc` (a path of field names from the top)."""
+    section: type[BaseModel] = FinetuneConfig
+    for part in loc:
+        annotation = section.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        section = annotation
+    return list(section.model_fields)

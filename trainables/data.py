@@ -222,10 +222,13 @@ def build_dataset(cfg: DataConfig, tables: dict[str, pa.Table] | None = None) ->
         splits[split] = LabeledSplit(texts, pairs, _label_ids(labels, names, split, cfg))
 
     carve = [("validation", cfg.validation_fraction), ("test", cfg.test_fraction)]
+    original_rows = len(splits["train"])
     for split, fraction in carve:
         if split in splits or fraction == 0.0:
             continue
-        kept, held = stratified_split(splits["train"].labels, fraction, cfg.split_seed)
+        # Fractions are of the original train split, not of what an earlier carve left.
+        share = fraction * original_rows / len(splits["train"])
+        kept, held = stratified_split(splits["train"].labels, share, cfg.split_seed)
         if len(held) == 0 or len(kept) == 0:
             raise DataError(
                 f"data.{split}_fraction: {fraction} of {len(splits['train'])} train rows leaves an "
