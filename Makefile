@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 sweep: install
-	$(BIN)/python -m trainables.finetune trainables/examples/demo.yaml
+	$(BIN)/python -m sweeps run sweeps/examples/laptop.yaml
 
 finetune: install
 	$(BIN)/python -m trainables.finetune $(or $(CONFIG),trainables/examples/demo.yaml)

@@ -208,25 +208,35 @@ def load_config(path: str | Path) -> FinetuneConfig:
     return parse_config(raw, source=str(path))
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem: `field.path: message (got value)`."""
+def format_validation_error(
+    exc: ValidationError, source: str, root: type[BaseModel] | None = None
+) -> str:
+    """One line per problem: `field.path: message (got value)`.
+
+    `root` is the model validated (default `FinetuneConfig`), used to list the valid fields
+    next to an unknown one.
+    """
     lines = [f"{source}: {exc.error_count()} invalid field(s)"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field; valid fields here: {', '.join(_fields_at(err['loc'][:-1]))}"
+            valid = _fields_at(root or FinetuneConfig, err["loc"][:-1])
+            msg = f"unknown field; valid fields here: {', '.join(valid)}"
         got = err.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {where}: {msg}{shown}")
+        shown = "" if isinstance(got, dict) or err["type"] == "value_error" else f" (got {got!r})"
+        lines.append(f"  {where + ': ' if where else ''}{msg}{shown}")
     return "\n".join(lines)
 
 
-def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
-    """Field names of the section at `loc` (a path of field names from the top)."""
-    section: type[BaseModel] = FinetuneConfig
+def _fields_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the section at `loc` (a path of field names from `root`)."""
+    section = root
     for part in loc:
-        annotation = section.model_fields[str(part)].annotation
+        field = section.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
         section = annotation

@@ -36,6 +36,21 @@ from trainables.metrics import all_reduce_sum, evaluate
 from trainables.models import build_model, load_tokenizer
 from trainables.optim import ImprovementTracker, build_optimizer, lr_multiplier, warmup_steps
 
+#: Every metric each report carries (the test_* ones only in the final report, with a test split).
+REPORTED_METRICS = (
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_f1_macro",
+    "learning_rate",
+    "epoch",
+    "step",
+    "samples_per_second",
+    "test_loss",
+    "test_accuracy",
+    "test_f1_macro",
+)
+
 
 def precision_tools(
     precision: str, device: torch.device

@@ -1,0 +1,105 @@
+"""Search-space parameters: one distribution over one dotted job field, maybe conditional.
+
+A space maps a dotted path of the job (`optimizer.lr`, `training.batch_size`) to exactly one
+of `choice`, `grid`, `uniform`, `loguniform`, `randint` (inclusive bounds), optionally `q`
+(quantization step) and `when` (a condition on other fields: the parameter exists only in
+trials where every named field has the given value).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
+
+
+class Param(BaseModel):
+    """One search dimension.
+
+    Example:
+        >>> Param.model_validate({"loguniform": [1e-5, 1e-3]}).kind
+        'loguniform'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    choice: tuple[Any, ...] | None = Field(default=None, min_length=1)
+    grid: tuple[Any, ...] | None = Field(default=None, min_length=1)
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+    q: float | None = Field(default=None, gt=0)
+    when: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in _KINDS if getattr(self, k) is not None)
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.kind in ("choice", "grid")
+
+    @model_validator(mode="after")
+    def _one_distribution(self) -> Param:
+        given = [k for k in _KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(_KINDS)}; got {given or 'none'}")
+        kind = given[0]
+        if kind in ("uniform", "loguniform", "randint"):
+            low, high = getattr(self, kind)
+            if not low < high:
+                raise ValueError(f"{kind} bounds need low < high; got [{low}, {high}]")
+            if kind == "loguniform" and low <= 0:
+                raise ValueError(f"loguniform bounds must be > 0; got [{low}, {high}]")
+        if self.q is not None and kind in ("choice", "grid"):
+            raise ValueError("q quantizes a range; it does not apply to choice or grid")
+        return self
+
+    def values(self) -> tuple[Any, ...]:
+        """The finite values of a discrete parameter (choice/grid, or an unquantized int range)."""
+        if self.choice is not None:
+            return self.choice
+        if self.grid is not None:
+            return self.grid
+        if self.randint is not None and self.q is None:
+            return tuple(range(self.randint[0], self.randint[1] + 1))
+        raise ValueError(f"{self.kind} is a continuous range")
+
+    def bounds_samples(self) -> list[Any]:
+        """A few values that span the parameter (for checking them against the job config)."""
+        if self.is_discrete:
+            return list(self.values())
+        low, high = getattr(self, self.kind)
+        if self.kind == "randint":
+            return [int(low), int(high)]
+        return [float(low), float(high)]
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Draws this parameter from an `optuna.Trial` (define-by-run)."""
+        if self.is_discrete:
+            return trial.suggest_categorical(name, list(self.values()))
+        if self.kind == "randint":
+            low, high = self.randint  # type: ignore[misc]
+            return trial.suggest_int(name, low, high, step=int(self.q or 1))
+        low, high = getattr(self, self.kind)
+        if self.kind == "loguniform":
+            value = trial.suggest_float(name, low, high, log=True)
+            return _quantize(value, self.q) if self.q else value
+        return trial.suggest_float(name, low, high, step=self.q)
+
+
+def _quantize(value: float, q: float) -> float:
+    return round(round(value / q) * q, 12) or q
+
+
+def active(param: Param, chosen: dict[str, Any]) -> bool:
+    """Whether a conditional parameter applies given the values chosen so far."""
+    return all(chosen.get(key) == value for key, value in (param.when or {}).items())
+
+
+def grid_size(space: dict[str, Param]) -> int:
+    """Number of points of the full grid."""
+    return math.prod(len(p.values()) for p in space.values())

@@ -1,0 +1,202 @@
+"""The sweep spec: one YAML file describing a whole sweep, typed and validated.
+
+    name: laptop
+    storage_path: ./results/sweeps
+    job:        {model: ..., data: ..., training: ..., scaling: ...}   # a fine-tuning job
+    search:     {method: tpe, metric: val_accuracy, mode: max, num_samples: 8,
+                 space: {optimizer.lr: {loguniform: [1.0e-5, 3.0e-4]}}}
+    scheduler:  {name: asha, grace_period: 1, reduction_factor: 3}
+
+`job` is a `trainables.FinetuneConfig` (less `name` and `storage_path`, which the sweep sets per
+trial); every key of `search.space` is a dotted path into it.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sweeps.errors import SpecError
+from sweeps.space import Param, grid_size
+from trainables.config import FinetuneConfig, format_validation_error
+from trainables.errors import ConfigError
+from trainables.loop import REPORTED_METRICS
+
+SEARCH_METHODS = ("grid", "random", "tpe", "gp")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSpec(_Section):
+    """What to try: method, target metric, space and budget."""
+
+    method: Literal["grid", "random", "tpe", "gp"] = "tpe"
+    metric: str = "val_accuracy"
+    mode: Literal["min", "max"] = "max"
+    space: dict[str, Param] = Field(default_factory=dict)
+    num_samples: int = Field(default=8, ge=1, le=100_000)
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSpec:
+        if self.metric not in REPORTED_METRICS or self.metric.startswith("test_"):
+            selectable = [m for m in REPORTED_METRICS if not m.startswith("test_")]
+            raise ValueError(
+                f"search.metric: {self.metric!r} is not reported by the trainable (test "
+                f"metrics are never used for selection); choose one of {selectable}"
+            )
+        if self.method == "grid":
+            continuous = [k for k, p in self.space.items() if not _enumerable(p)]
+            if continuous:
+                raise ValueError(
+                    f"search.method: grid needs finite values; {continuous} are continuous ranges "
+                    f"(use choice/grid values, or method random/tpe/gp)"
+                )
+        elif any(p.grid is not None for p in self.space.values()):
+            raise ValueError(f"search.space: grid values need method: grid, not {self.method!r}")
+        return self
+
+
+def _enumerable(param: Param) -> bool:
+    try:
+        param.values()
+    except ValueError:
+        return False
+    return True
+
+
+class SchedulerSpec(_Section):
+    """When to stop trials early. Units are evaluations (reports) of a trial."""
+
+    name: Literal["fifo", "asha", "hyperband", "median"] = "fifo"
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: float = Field(default=3, gt=1)
+    max_t: int | None = Field(default=None, ge=1)
+
+
+class SweepSpec(_Section):
+    """A whole sweep. See the module docstring for the YAML shape."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    storage_path: str = "./results/sweeps"
+    job: dict[str, Any]
+    search: SearchSpec = SearchSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+
+    @model_validator(mode="after")
+    def _job_and_space_fit(self) -> SweepSpec:
+        for reserved in ("name", "storage_path"):
+            if reserved in self.job:
+                raise ValueError(f"job.{reserved} is set by the sweep; remove it from job")
+        base = _job_config(self.job, "job")
+        fields = _field_paths(FinetuneConfig)
+        for key, param in self.search.space.items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=3)
+                raise ValueError(
+                    f"search.space.{key}: not a field of the job"
+                    + (f"; did you mean {', '.join(close)}?" if close else "")
+                )
+            for cond in param.when or {}:
+                if cond not in fields:
+                    raise ValueError(f"search.space.{key}.when: {cond!r} is not a field of the job")
+            for value in param.bounds_samples():
+                _job_config(
+                    set_dotted(base.model_dump(mode="json"), key, value),
+                    f"search.space.{key} (value {value!r})",
+                )
+        return self
+
+    @property
+    def base_job(self) -> FinetuneConfig:
+        """The job with no search parameter applied."""
+        return _job_config(self.job, "job")
+
+    @property
+    def grid_points(self) -> int:
+        return grid_size(self.search.space)
+
+
+def _job_config(job: dict[str, Any], where: str) -> FinetuneConfig:
+    try:
+        return FinetuneConfig.model_validate({**job, "name": "trial"})
+    except ValidationError as exc:
+        raise ValueError(format_validation_error(exc, where).replace("\n  ", "\n    ")) from None
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths += _field_paths(annotation, f"{prefix}{name}.")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of `tree` with the dotted `key` set to `value`."""
+    out = copy.deepcopy(tree)
+    node = out
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"{key}: {part!r} is a value, not a section")
+    node[leaf] = value
+    return out
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies `--set a.b.c=value` overrides (values parsed as YAML scalars)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. search.num_samples=20")
+        # Space keys contain dots themselves: search.space.<dotted path>.<distribution>.
+        if key.startswith("search.space."):
+            rest = key.removeprefix("search.space.")
+            path, _, dist = rest.rpartition(".")
+            raw = copy.deepcopy(raw)
+            raw.setdefault("search", {}).setdefault("space", {}).setdefault(path, {})[dist] = (
+                yaml.safe_load(text)
+            )
+            continue
+        raw = set_dotted(raw, key, yaml.safe_load(text))
+    return raw
+
+
+def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
+    """Validates a mapping into a `SweepSpec`, W&B sweep format included.
+
+    Raises:
+        SpecError: naming every offending key.
+    """
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source, root=SweepSpec)) from None
+    except ConfigError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
+    """Reads a sweep YAML, applies `--set` overrides and validates it."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: the top level must be a mapping")
+    return parse_spec(apply_overrides(raw, overrides or []), source=str(path))

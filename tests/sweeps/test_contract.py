@@ -1,0 +1,115 @@
+"""Contract: every search method x scheduler runs through the real Tuner on a cheap trainable."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray.tune
+
+from sweeps.runner import build_tuner
+from sweeps.schedulers import schedulers
+from sweeps.search import methods
+from sweeps.spec import parse_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
+ITERATIONS = 9
+
+
+def cheap_trainable(config: dict[str, Any]) -> None:
+    """A seeded learning curve: better lr -> higher plateau; 9 reports."""
+    quality = 1.0 - abs(math.log10(config["optimizer.lr"]) + 3.5) / 3
+    for step in range(1, ITERATIONS + 1):
+        ray.tune.report({"val_accuracy": quality * (1 - math.exp(-step / 2)), "step": step})
+
+
+def sweep_spec(method: str, scheduler: str, space: dict[str, Any]) -> Any:
+    return parse_spec(
+        {
+            "name": f"{method}-{scheduler}",
+            "job": {"data": {"builtin": "demo"}},
+            "search": {
+                "method": method,
+                "metric": "val_accuracy",
+                "mode": "max",
+                "num_samples": 4,
+                "seed": 3,
+                "space": space,
+            },
+            "scheduler": {"name": scheduler, "grace_period": 1, "reduction_factor": 3},
+        }
+    )
+
+
+SPACES = {
+    "grid": {"optimizer.lr": {"choice": [1e-5, 1e-3]}, "training.seed": {"grid": [1, 2]}},
+    "other": {
+        "optimizer.lr": {"loguniform": [1e-5, 1e-2]},
+        "optimizer.momentum": {"uniform": [0.1, 0.9], "when": {"optimizer.name": "sgd"}},
+        "optimizer.name": {"choice": ["adamw", "sgd"]},
+    },
+}
+
+
+def run(method: str, scheduler: str, tmp_path: Path) -> Any:
+    spec = sweep_spec(method, scheduler, SPACES["grid" if method == "grid" else "other"])
+    tuner = build_tuner(
+        spec, cheap_trainable, max_t=ITERATIONS, max_concurrent=2, storage=str(tmp_path)
+    )
+    return tuner.fit()
+
+
+@pytest.mark.timeout(600)
+def test_every_method_and_scheduler_finishes_the_expected_trials(tmp_path: Path) -> None:
+    for method, scheduler in itertools.product(methods(), schedulers()):
+        grid = run(method, scheduler, tmp_path / f"{method}-{scheduler}")
+        assert len(grid) == 4, (method, scheduler)
+        assert not grid.errors, (method, scheduler, grid.errors)
+        best = grid.get_best_result("val_accuracy", "max")
+        assert best.metrics["val_accuracy"] > 0
+        if method != "grid":
+            for result in grid:
+                cfg = result.config
+                assert ("optimizer.momentum" in cfg) == (cfg["optimizer.name"] == "sgd")
+
+
+@pytest.mark.timeout(300)
+def test_grid_enumerates_exactly_the_grid(tmp_path: Path) -> None:
+    grid = run("grid", "fifo", tmp_path)
+    points = sorted((r.config["optimizer.lr"], r.config["training.seed"]) for r in grid)
+    assert points == sorted(itertools.product([1e-5, 1e-3], [1, 2]))
+
+
+@pytest.mark.timeout(300)
+def test_asha_stops_trials_at_rungs(tmp_path: Path) -> None:
+    spec = sweep_spec("random", "asha", SPACES["other"])
+    grid = build_tuner(
+        spec.model_copy(update={"search": spec.search.model_copy(update={"num_samples": 8})}),
+        cheap_trainable,
+        max_t=ITERATIONS,
+        max_concurrent=2,
+        storage=str(tmp_path),
+    ).fit()
+    iterations = sorted(r.metrics["training_iteration"] for r in grid)
+    # Rungs at 1, 3, 9 evaluations (grace 1, eta 3): stopped trials end exactly on one.
+    assert set(iterations) <= {1, 3, 9}
+    assert iterations[0] < ITERATIONS and iterations[-1] == ITERATIONS
+
+
+@pytest.mark.timeout(300)
+def test_seeded_sequential_runs_are_reproducible(tmp_path: Path) -> None:
+    def configs(folder: str) -> list[float]:
+        spec = sweep_spec("tpe", "fifo", SPACES["other"])
+        grid = build_tuner(
+            spec,
+            cheap_trainable,
+            max_t=ITERATIONS,
+            max_concurrent=1,
+            storage=str(tmp_path / folder),
+        ).fit()
+        return sorted(r.config["optimizer.lr"] for r in grid)
+
+    assert configs("a") == configs("b")
