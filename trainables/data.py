@@ -103,7 +103,7 @@ def _read_hub(dataset_id: str, subset: str | None) -> dict[str, pa.Table]:
         import datasets
     except ImportError:
         raise DataError(
-            "data.hub_dataset needs the `datasets` package (pip install datasets)"
+            "data.hub_dataset needs the `datasets` package: pip install 'finetune-sweeps[hub]'"
         ) from None
     try:
         loaded = datasets.load_dataset(dataset_id, subset)
