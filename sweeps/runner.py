@@ -250,6 +250,10 @@ def best_trial(spec: SweepSpec) -> BestTrial | None:
             continue
         for row in history.to_dict("records"):
             value = row.get(metric)
+            ckpt = row.get("checkpoint_path")
+            # Checkpoint retention may have deleted this report's checkpoint: never pick it.
+            if isinstance(ckpt, str) and "://" not in ckpt and not Path(ckpt).exists():
+                continue
             # Ties go to the earlier trial id and the earlier report: deterministic.
             if (
                 isinstance(value, float)
