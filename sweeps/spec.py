@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sweeps.errors import SpecError
 from sweeps.space import Param, grid_size
-from trainables.config import FinetuneConfig, format_validation_error
+from trainables.config import FinetuneConfig, format_validation_error, read_yaml_mapping
 from trainables.errors import ConfigError
 from trainables.loop import REPORTED_METRICS
 
@@ -193,10 +193,5 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
     """Reads a sweep YAML, applies `--set` overrides and validates it."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"spec file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise SpecError(f"{path}: the top level must be a mapping")
+    raw = read_yaml_mapping(path, "spec", SpecError)
     return parse_spec(apply_overrides(raw, overrides or []), source=str(path))

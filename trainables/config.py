@@ -197,15 +197,22 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> FinetuneConfig:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
-def load_config(path: str | Path) -> FinetuneConfig:
-    """Reads and validates a fine-tuning YAML file."""
+def read_yaml_mapping(
+    path: str | Path, what: str = "config", error: type[ConfigError] = ConfigError
+) -> dict[str, Any]:
+    """Reads a YAML file whose top level must be a mapping; raises `error` otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise error(f"{what} file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of fields")
-    return parse_config(raw, source=str(path))
+        raise error(f"{path}: the top level must be a mapping of fields")
+    return raw
+
+
+def load_config(path: str | Path) -> FinetuneConfig:
+    """Reads and validates a fine-tuning YAML file."""
+    return parse_config(read_yaml_mapping(path), source=str(path))
 
 
 def format_validation_error(
