@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,23 +37,9 @@ def write_csv(table: pa.Table, path: Path) -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer, 32-wide BERT from a config (random weights) with the MiniLM tokenizer."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from trainables.tiny import build_tiny_bert
 
-    from trainables.models import resolve_model_path
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("embedded:all-MiniLM-L6-v2"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +55,16 @@ def separable_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray runtime for the whole test session (token auth on, as by default)."""
+    """One local Ray runtime for the whole test session (token auth on, as by default).
+
+    Trial processes inherit this environment: the fake credentials let them reach the S3 tests'
+    moto server (which accepts any), as real nodes get theirs from their own environment.
+    """
     import ray
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "testing")
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
     ray.init(num_cpus=2, log_to_driver=False, include_dashboard=True)
     yield

@@ -164,6 +164,9 @@ class ScalingConfig(_Section):
     num_workers: int = Field(default=1, ge=1, le=4096)
     cpus_per_worker: float = Field(default=1.0, gt=0.0)
     gpus_per_worker: float = Field(default=0.0, ge=0.0)
+    # Custom Ray resources each worker also asks for: a resource only GPU nodes define (see the
+    # cluster configs) keeps DDP ranks on them. Fractional GPUs (e.g. 0.5) pack small models.
+    resources: dict[str, float] = Field(default_factory=dict)
 
 
 class FinetuneConfig(_Section):

@@ -36,21 +36,6 @@ from trainables.metrics import all_reduce_sum, evaluate
 from trainables.models import build_model, load_tokenizer
 from trainables.optim import ImprovementTracker, build_optimizer, lr_multiplier, warmup_steps
 
-#: Every metric each report carries (the test_* ones only in the final report, with a test split).
-REPORTED_METRICS = (
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "val_f1_macro",
-    "learning_rate",
-    "epoch",
-    "step",
-    "samples_per_second",
-    "test_loss",
-    "test_accuracy",
-    "test_f1_macro",
-)
-
 
 def precision_tools(
     precision: str, device: torch.device
@@ -222,4 +207,6 @@ def _train_metrics(
         "epoch": step / steps_per_epoch,
         "step": step,
         "samples_per_second": rows / seconds if seconds > 0 else 0.0,
+        # Training-step wall time since the last report: what a sweep's utilisation counts.
+        "step_seconds": seconds,
     }

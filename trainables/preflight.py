@@ -57,7 +57,7 @@ def check_resources(
     Raises:
         ConfigError: naming the resource, what one job asks for and what the cluster has.
     """
-    need = {"CPU": scaling.cpus_per_worker, "GPU": scaling.gpus_per_worker}
+    need = {"CPU": scaling.cpus_per_worker, "GPU": scaling.gpus_per_worker, **scaling.resources}
     free = [dict(node) for node in nodes]
     for worker in range(scaling.num_workers):
         for node in free:
@@ -72,16 +72,32 @@ def check_resources(
                 if amount and not any(n.get(res, 0.0) + 1e-9 >= amount for n in free)
             ] or [res for res, amount in need.items() if amount]
             have = {res: sum(n.get(res, 0.0) for n in nodes) for res in need}
+            asked = ", ".join(f"{amount:g} {res}" for res, amount in need.items() if amount)
+            has = " and ".join(f"{have[res]:g} {res}" for res in need if need[res] or res == "CPU")
             raise ConfigError(
-                f"{field}: infeasible resources: {scaling.num_workers} workers x "
-                f"{scaling.cpus_per_worker} CPU, {scaling.gpus_per_worker} GPU each; the cluster "
-                f"has {have['CPU']:g} CPU and {have['GPU']:g} GPU in {len(nodes)} node(s); "
+                f"{field}: infeasible resources: {scaling.num_workers} workers x {asked} each; "
+                f"the cluster has {has} in {len(nodes)} node(s); "
                 f"worker {worker + 1} does not fit ({', '.join(short)} short)"
             )
 
 
-def cluster_nodes() -> list[dict[str, float]]:
-    """Total resources of each alive node of the connected Ray cluster."""
-    import ray
+# Nodes of one autoscaled type counted when its max is unbounded (-1): enough to place any job.
+UNBOUNDED_NODES = 64
 
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+def cluster_nodes() -> list[dict[str, float]]:
+    """Total resources of each node the connected cluster has or can scale to.
+
+    An autoscaling cluster (cluster launcher, KubeRay) publishes its node types in GCS: the
+    nodes it may still launch count too, so a GPU job is feasible on a cluster whose GPU workers
+    are still at zero.
+    """
+    import ray
+    from ray._private.state import state
+
+    nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    config = state.get_cluster_config()
+    for group in config.node_group_configs if config is not None else ():
+        count = UNBOUNDED_NODES if group.max_count == -1 else group.max_count
+        nodes += [{k: float(v) for k, v in group.resources.items()} for _ in range(count)]
+    return nodes
