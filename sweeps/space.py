@@ -1,19 +1,25 @@
 """Search-space parameters: one distribution over one dotted job field, maybe conditional.
 
 A space maps a dotted path of the job (`optimizer.lr`, `training.batch_size`) to exactly one
-of `choice`, `grid`, `uniform`, `loguniform`, `randint` (inclusive bounds), optionally `q`
-(quantization step) and `when` (a condition on other fields: the parameter exists only in
-trials where every named field has the given value).
+of `choice`, `grid`, `uniform`, `loguniform`, `randint` (inclusive bounds), `normal` or
+`lognormal` ([mu, sigma]; lognormal's log is normal), optionally `q` (quantization step) and
+`when` (a condition on other fields: the parameter exists only in trials where every named field
+has the given value).
 """
 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
+_KINDS = ("choice", "grid", "uniform", "loguniform", "randint", "normal", "lognormal")
+# Normal parameters are searched as their CDF value u in (0, 1), so random draws follow the
+# normal and TPE/GP model a bounded variable. u stops 1e-4 short of 0 and 1: draws are truncated
+# at mu +- 3.72 sigma (99.98% of the mass), and both edges are checked against the job's bounds.
+_U_EDGE = 1e-4
 
 
 class Param(BaseModel):
@@ -31,6 +37,8 @@ class Param(BaseModel):
     uniform: tuple[float, float] | None = None
     loguniform: tuple[float, float] | None = None
     randint: tuple[int, int] | None = None
+    normal: tuple[float, float] | None = None
+    lognormal: tuple[float, float] | None = None
     q: float | None = Field(default=None, gt=0)
     when: dict[str, Any] | None = None
 
@@ -54,6 +62,10 @@ class Param(BaseModel):
                 raise ValueError(f"{kind} bounds need low < high; got [{low}, {high}]")
             if kind == "loguniform" and low <= 0:
                 raise ValueError(f"loguniform bounds must be > 0; got [{low}, {high}]")
+        if kind in ("normal", "lognormal") and not getattr(self, kind)[1] > 0:
+            raise ValueError(
+                f"{kind} is [mu, sigma] with sigma > 0; got {list(getattr(self, kind))}"
+            )
         if self.q is not None and kind in ("choice", "grid"):
             raise ValueError("q quantizes a range; it does not apply to choice or grid")
         return self
@@ -72,27 +84,39 @@ class Param(BaseModel):
         """A few values that span the parameter (for checking them against the job config)."""
         if self.is_discrete:
             return list(self.values())
+        if self.kind in ("normal", "lognormal"):
+            return [self._from_u(_U_EDGE), self._from_u(1 - _U_EDGE)]
         low, high = getattr(self, self.kind)
         if self.kind == "randint":
             return [int(low), int(high)]
         return [float(low), float(high)]
 
+    def _from_u(self, u: float) -> float:
+        mu, sigma = getattr(self, self.kind)
+        x = NormalDist(mu, sigma).inv_cdf(u)
+        x = math.exp(x) if self.kind == "lognormal" else x
+        return _quantize(x, self.q, positive=self.kind == "lognormal") if self.q else x
+
     def suggest(self, trial: Any, name: str) -> Any:
         """Draws this parameter from an `optuna.Trial` (define-by-run)."""
         if self.is_discrete:
             return trial.suggest_categorical(name, list(self.values()))
+        if self.kind in ("normal", "lognormal"):
+            return self._from_u(trial.suggest_float(name, _U_EDGE, 1 - _U_EDGE))
         if self.kind == "randint":
             low, high = self.randint  # type: ignore[misc]
             return trial.suggest_int(name, low, high, step=int(self.q or 1))
         low, high = getattr(self, self.kind)
         if self.kind == "loguniform":
             value = trial.suggest_float(name, low, high, log=True)
-            return _quantize(value, self.q) if self.q else value
+            return _quantize(value, self.q, positive=True) if self.q else value
         return trial.suggest_float(name, low, high, step=self.q)
 
 
-def _quantize(value: float, q: float) -> float:
-    return round(round(value / q) * q, 12) or q
+def _quantize(value: float, q: float, positive: bool = False) -> float:
+    rounded = round(round(value / q) * q, 12)
+    # A log-scale value must stay > 0 after rounding.
+    return q if positive and rounded <= 0 else rounded
 
 
 def active(param: Param, chosen: dict[str, Any]) -> bool:

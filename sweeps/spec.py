@@ -2,10 +2,12 @@
 
     name: laptop
     storage_path: ./results/sweeps
+    wandb:      {project: finetune-sweeps, tags: [laptop]}              # optional
     job:        {model: ..., data: ..., training: ..., scaling: ...}   # a fine-tuning job
     search:     {method: tpe, metric: val_accuracy, mode: max, num_samples: 8,
                  space: {optimizer.lr: {loguniform: [1.0e-5, 3.0e-4]}}}
     scheduler:  {name: asha, grace_period: 1, reduction_factor: 3}
+    promote:    {to: s3://models/sweeps, when: end}                     # optional
 
 `job` is a `trainables.FinetuneConfig` (less `name` and `storage_path`, which the sweep sets per
 trial); every key of `search.space` is a dotted path into it.
@@ -16,16 +18,22 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sweeps.errors import SpecError
 from sweeps.space import Param, grid_size
-from trainables.config import FinetuneConfig, format_validation_error, read_yaml_mapping
+from sweeps.wandb_format import from_wandb, is_wandb_sweep
+from trainables.config import (
+    FinetuneConfig,
+    TrainingConfig,
+    format_validation_error,
+    read_yaml_mapping,
+)
 from trainables.errors import ConfigError
-from trainables.loop import REPORTED_METRICS
+from trainables.reporting import REPORTED_METRICS
 
 SEARCH_METHODS = ("grid", "random", "tpe", "gp")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median")
@@ -42,9 +50,10 @@ class SearchSpec(_Section):
     metric: str = "val_accuracy"
     mode: Literal["min", "max"] = "max"
     space: dict[str, Param] = Field(default_factory=dict)
-    num_samples: int = Field(default=8, ge=1, le=100_000)
+    num_samples: int | None = Field(default=None, ge=1, le=100_000)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
     time_budget_s: float | None = Field(default=None, gt=0)
+    gpu_hours_budget: float | None = Field(default=None, gt=0)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -84,6 +93,44 @@ class SchedulerSpec(_Section):
     max_t: int | None = Field(default=None, ge=1)
 
 
+class WandbSpec(_Section):
+    """Where trials stream in W&B. No `mode`: `WANDB_MODE`, else online with an API key and
+    offline without one."""
+
+    project: str = "finetune-sweeps"
+    entity: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    mode: Literal["online", "offline", "disabled"] | None = None
+    dir: str | None = None
+    init_timeout_s: float = Field(default=30.0, gt=0)
+    finish_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class PromoteSpec(_Section):
+    """Where the best checkpoint goes (`DEST/<sweep>/v<N>/`, see `sweeps.promotion`).
+
+    `metric`/`mode` default to the search's; `when: improvement` promotes whenever a trial
+    reports a better checkpoint, `end` once when the sweep ends.
+    """
+
+    to: str
+    metric: str | None = None
+    mode: Literal["max", "min"] | None = None
+    when: Literal["end", "improvement"] = "end"
+    wandb_artifact: bool = False
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> PromoteSpec:
+        selectable = [m for m in REPORTED_METRICS if not m.startswith("test_")]
+        if self.metric is not None and self.metric not in selectable:
+            raise ValueError(
+                f"promote.metric: {self.metric!r} is not a metric to select by; one of "
+                + ", ".join(sorted(selectable))
+            )
+        return self
+
+
 class SweepSpec(_Section):
     """A whole sweep. See the module docstring for the YAML shape."""
 
@@ -92,6 +139,10 @@ class SweepSpec(_Section):
     job: dict[str, Any]
     search: SearchSpec = SearchSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
+    wandb: WandbSpec = WandbSpec()
+    promote: PromoteSpec | None = None
+    # Custom Ray resources each trial's driver asks for (a resource only on-demand nodes define).
+    driver_resources: dict[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _job_and_space_fit(self) -> SweepSpec:
@@ -99,7 +150,13 @@ class SweepSpec(_Section):
             if reserved in self.job:
                 raise ValueError(f"job.{reserved} is set by the sweep; remove it from job")
         base = _job_config(self.job, "job")
-        fields = _field_paths(FinetuneConfig)
+        if self.search.gpu_hours_budget and not (
+            base.scaling.gpus_per_worker or "scaling.gpus_per_worker" in self.search.space
+        ):
+            raise ValueError(
+                "search.gpu_hours_budget: the job requests no GPUs (job.scaling.gpus_per_worker)"
+            )
+        fields = field_paths()
         for key, param in self.search.space.items():
             if key not in fields:
                 close = difflib.get_close_matches(key, fields, n=3)
@@ -126,6 +183,14 @@ class SweepSpec(_Section):
     def grid_points(self) -> int:
         return grid_size(self.search.space)
 
+    @property
+    def trials(self) -> int:
+        """Trials to run: the whole grid (or `num_samples` of its points), else num_samples
+        (8 when not given)."""
+        if self.search.method == "grid":
+            return min(self.grid_points, self.search.num_samples or self.grid_points)
+        return self.search.num_samples or 8
+
 
 def _job_config(job: dict[str, Any], where: str) -> FinetuneConfig:
     try:
@@ -134,12 +199,13 @@ def _job_config(job: dict[str, Any], where: str) -> FinetuneConfig:
         raise ValueError(format_validation_error(exc, where).replace("\n  ", "\n    ")) from None
 
 
-def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+def field_paths(model: type[BaseModel] = FinetuneConfig, prefix: str = "") -> list[str]:
+    """Every dotted leaf field of a job (what a search space may name)."""
     paths = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            paths += _field_paths(annotation, f"{prefix}{name}.")
+            paths += field_paths(annotation, f"{prefix}{name}.")
         else:
             paths.append(f"{prefix}{name}")
     return paths
@@ -183,6 +249,9 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
     Raises:
         SpecError: naming every offending key.
     """
+    if is_wandb_sweep(raw):
+        raw = from_wandb(raw, default_name=Path(source).stem)
+    raw = _monitor_the_target(raw)
     try:
         return SweepSpec.model_validate(raw)
     except ValidationError as exc:
@@ -191,7 +260,24 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
         raise SpecError(f"{source}: {exc}") from None
 
 
+def _monitor_the_target(raw: dict[str, Any]) -> dict[str, Any]:
+    """Unless the job says otherwise, trials keep (and early-stop on) the sweep's target metric,
+    so checkpoint retention never deletes the checkpoint that makes a trial the best."""
+    metric = (raw.get("search") or {}).get("metric", SearchSpec().metric)
+    job = raw.get("job")
+    monitorable = get_args(TrainingConfig.model_fields["monitor"].annotation)
+    if not isinstance(job, dict) or metric not in monitorable:
+        return raw
+    training = job.get("training") or {}
+    if not isinstance(training, dict) or "monitor" in training:
+        return raw
+    return {**raw, "job": {**job, "training": {**training, "monitor": metric}}}
+
+
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
     """Reads a sweep YAML, applies `--set` overrides and validates it."""
     raw = read_yaml_mapping(path, "spec", SpecError)
+    if is_wandb_sweep(raw):
+        # Overrides name this package's keys, so they apply after the translation.
+        raw = from_wandb(raw, default_name=Path(path).stem)
     return parse_spec(apply_overrides(raw, overrides or []), source=str(path))

@@ -48,11 +48,15 @@ class DefineByRun:
         self.ordered = sorted(space.items(), key=lambda item: item[1].when is not None)
         self.fixed = fixed
 
-    def __call__(self, trial: optuna.Trial) -> None:
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         chosen = dict(self.fixed)
+        drawn = {}
         for key, param in self.ordered:
             if active(param, chosen):
-                chosen[key] = param.suggest(trial, key)
+                chosen[key] = drawn[key] = param.suggest(trial, key)
+        # Returned values replace what Optuna recorded: quantized and normal parameters are
+        # recorded in the sampler's own (unquantized, CDF) terms.
+        return drawn
 
 
 define_by_run = DefineByRun

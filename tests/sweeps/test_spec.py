@@ -4,7 +4,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from sweeps import cli
 from sweeps.errors import SpecError
 from sweeps.spec import apply_overrides, load_spec, parse_spec
 
@@ -68,16 +70,51 @@ INVALID = [
         "search.space.optimizer.momentum.when",
     ),
     ("reserved job key", spec(job={**JOB, "name": "x"}), "job.name is set by the sweep"),
+    (
+        "GPU-hour budget without GPUs",
+        spec(search={"gpu_hours_budget": 2}),
+        "search.gpu_hours_budget: the job requests no GPUs",
+    ),
+    (
+        "infeasible resources",
+        spec(job={**JOB, "scaling": {"num_workers": 3, "cpus_per_worker": 1}}),
+        "job.scaling: infeasible resources: 3 workers x 1 CPU each",
+    ),
+    (
+        "custom worker resource no node has",
+        spec(job={**JOB, "scaling": {"resources": {"gpu_node": 0.01}}}),
+        "x 1 CPU, 0.01 gpu_node each; the cluster has 2 CPU and 0 gpu_node in 1 node(s)",
+    ),
+    (
+        "trial-driver resource no node has",
+        spec(driver_resources={"on_demand": 0.01}),
+        "driver_resources.on_demand: infeasible resources: no node",
+    ),
+    (
+        "infeasible GPUs",
+        spec(job={**JOB, "scaling": {"gpus_per_worker": 1}}),
+        "job.scaling: infeasible resources",
+    ),
+    (
+        "infeasible in the space",
+        spec(search={"space": {"scaling.num_workers": {"choice": [1, 4]}}}),
+        "search.space.scaling.num_workers: infeasible resources: 4 workers",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "raw", "message"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_specs_name_the_key_fast(case: str, raw: dict, message: str) -> None:
+@pytest.mark.usefixtures("ray_session")  # a 2-CPU, no-GPU cluster, as on this machine
+def test_invalid_specs_name_the_key_fast_and_start_nothing(
+    case: str, raw: dict, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({**raw, "storage_path": str(tmp_path / "results")}))
     started = time.perf_counter()
-    with pytest.raises(SpecError) as err:
-        parse_spec(raw)
-    assert message in str(err.value)
+    assert cli.main(["run", str(path)]) == 2
     assert time.perf_counter() - started < 5
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()  # no sweep folder, so no trial
 
 
 def test_overrides_set_dotted_keys_and_space_distributions() -> None:
