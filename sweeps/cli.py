@@ -1,9 +1,12 @@
-"""`sweeps` command line: run, validate, status, best.
+"""`sweeps` command line: run, validate, status, best, report, promote, verify.
 
 sweeps run SPEC [--set KEY=VALUE]... [--smoke-test] [--restart]
 sweeps validate SPEC [--set KEY=VALUE]...
 sweeps status SPEC
 sweeps best SPEC
+sweeps report SPEC [--out DIR]
+sweeps promote SPEC [--to URI]
+sweeps verify URI
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="sweeps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "validate", "status", "best"):
+    verify = sub.add_parser("verify", help="re-check a promoted model's checksums and load it")
+    verify.add_argument("uri", help="DEST/<sweep>/<version>, or DEST/<sweep> for latest")
+    for name in ("run", "validate", "status", "best", "report", "promote"):
         cmd = sub.add_parser(name)
         cmd.add_argument("spec", help="sweep YAML (see sweeps/examples/)")
         cmd.add_argument(
@@ -49,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             metavar="KEY=VALUE",
             help="dotted override, e.g. search.num_samples=20",
         )
+        if name == "promote":
+            cmd.add_argument("--to", help="destination root (default: the spec's promote.to)")
+        if name == "report":
+            cmd.add_argument("--out", help="folder for report.html (default: beside the sweep)")
         if name == "run":
             cmd.add_argument(
                 "--smoke-test",
@@ -61,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 help="discard an existing sweep of this name instead of resuming",
             )
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        return _verify(args.uri)
     overrides = list(args.overrides)
     if getattr(args, "smoke_test", False):
         overrides += SMOKE_OVERRIDES
@@ -80,14 +91,58 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command == "run":
             _print_best(runner.run_sweep(spec, restart=args.restart), spec)
+            rows = runner.trial_table(spec)
+            unfinished = [r for r in rows if r["status"] not in ("TERMINATED", "ERROR")]
+            if unfinished or len(rows) < spec.trials:
+                print(
+                    f"stopped before the end ({len(rows) - len(unfinished)} of {spec.trials} "
+                    f"trials finished); run the same command again to resume"
+                )
         elif args.command == "status":
             for row in runner.trial_table(spec):
                 print(json.dumps(row, sort_keys=True, default=str))
+        elif args.command == "report":
+            from pathlib import Path
+
+            from sweeps.report import write_report
+            from sweeps.results import read_results
+
+            rows = read_results(runner.results_uri(spec))
+            if not rows:
+                print(f"error: no results for sweep {spec.name!r} yet", file=sys.stderr)
+                return 2
+            local = (
+                Path(runner.results_uri(spec)).parent if "://" not in spec.storage_path else None
+            )
+            out = Path(args.out) if args.out else (local or Path(spec.name)) / "report"
+            print(f"report: {write_report(spec, rows, out)}")
+        elif args.command == "promote":
+            from sweeps.promotion import promote
+
+            done = promote(spec, to=args.to)
+            if done is None:
+                print(f"error: no checkpoint with a finite {spec.search.metric}", file=sys.stderr)
+                return 1
+            state = "promoted" if done.created else "already promoted"
+            print(f"{state}: trial {done.manifest['trial_id']} at {done.location}")
         else:
             _print_best(runner.best_trial(spec), spec)
     except FinetuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _verify(uri: str) -> int:
+    from sweeps.promotion import verify
+
+    try:
+        manifest = verify(uri)
+    except FinetuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    name = f"{manifest['sweep']} {manifest['version']} (trial {manifest['trial_id']})"
+    print(f"ok: {name}, {len(manifest['files'])} files match the manifest; the model loads")
     return 0
 
 

@@ -1,0 +1,174 @@
+"""Where a sweep keeps things: a local folder or object storage, through pyarrow filesystems.
+
+A `Location` is an absolute local path or a URI that pyarrow understands (`s3://bucket/prefix`,
+`gs://bucket/prefix`), optionally with pyarrow's query options
+(`s3://bucket/prefix?endpoint_override=host:port&scheme=http&region=eu-west-1`). Ray's storage
+takes the same strings, so one location serves Tune, Train, the results file and promotion.
+Credentials come from the environment (or the cloud's metadata service), never from a spec.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import pyarrow.fs as pa_fs
+
+_CHUNK = 1 << 20
+# Query options that would carry a credential: never shown in messages.
+_SECRET_OPTIONS = ("access_key", "secret_key", "session_token")
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(root: str) -> tuple[pa_fs.FileSystem, str]:
+    return pa_fs.FileSystem.from_uri(root)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder or file on local disk or object storage (see the module docstring)."""
+
+    scheme: str  # "" for local disk
+    path: str  # posix path; for object storage "bucket/key..."
+    query: str = ""
+
+    @classmethod
+    def of(cls, text: str) -> Location:
+        """Parses a local path (made absolute) or a `scheme://` URI."""
+        text = str(text)
+        if "://" not in text:
+            return cls("", str(Path(text).expanduser().resolve()))
+        scheme, rest = text.split("://", 1)
+        path, _, query = rest.partition("?")
+        return cls(scheme, path.rstrip("/"), query)
+
+    @property
+    def is_local(self) -> bool:
+        return not self.scheme
+
+    @property
+    def uri(self) -> str:
+        """The string Ray and pyarrow take."""
+        if self.is_local:
+            return self.path
+        return f"{self.scheme}://{self.path}" + (f"?{self.query}" if self.query else "")
+
+    def __str__(self) -> str:
+        """The URI with any credential in its query masked: safe to print."""
+        if not self.query:
+            return self.uri
+        options = [
+            (k, "***" if k in _SECRET_OPTIONS else v)
+            for k, v in parse_qsl(self.query, keep_blank_values=True)
+        ]
+        return f"{self.scheme}://{self.path}?{urlencode(options, safe=':/')}"
+
+    def join(self, *parts: str) -> Location:
+        """A location below this one."""
+        return Location(self.scheme, posixpath.join(self.path, *parts), self.query)
+
+    def at(self, fs_path: str) -> Location:
+        """Another path on the same filesystem (e.g. a checkpoint path Ray reported)."""
+        return Location(self.scheme, fs_path.rstrip("/"), self.query)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    def filesystem(self) -> tuple[pa_fs.FileSystem, str]:
+        """The pyarrow filesystem and this location's path on it."""
+        if self.is_local:
+            return pa_fs.LocalFileSystem(), self.path
+        root = Location(self.scheme, self.path.split("/", 1)[0], self.query).uri
+        fs, bucket = _filesystem(root)
+        rest = self.path.split("/", 1)[1] if "/" in self.path else ""
+        return fs, posixpath.join(bucket, rest) if rest else bucket
+
+
+def exists(loc: Location) -> bool:
+    fs, path = loc.filesystem()
+    return fs.get_file_info(path).type != pa_fs.FileType.NotFound
+
+
+def read_bytes(loc: Location) -> bytes:
+    fs, path = loc.filesystem()
+    with fs.open_input_stream(path) as handle:
+        return handle.read()
+
+
+def read_text(loc: Location) -> str:
+    return read_bytes(loc).decode()
+
+
+def write_bytes(loc: Location, data: bytes) -> None:
+    """Writes a whole file (object stores make the write visible atomically on close)."""
+    fs, path = loc.filesystem()
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as handle:
+        handle.write(data)
+
+
+def write_text(loc: Location, text: str) -> None:
+    write_bytes(loc, text.encode())
+
+
+def delete(loc: Location) -> None:
+    """Removes a file or a whole folder; nothing there is fine."""
+    fs, path = loc.filesystem()
+    kind = fs.get_file_info(path).type
+    if kind == pa_fs.FileType.Directory:
+        fs.delete_dir(path)
+    elif kind == pa_fs.FileType.File:
+        fs.delete_file(path)
+
+
+def files(loc: Location) -> list[str]:
+    """Every file below a folder, as sorted posix paths relative to it."""
+    fs, path = loc.filesystem()
+    if fs.get_file_info(path).type != pa_fs.FileType.Directory:
+        return []
+    found = fs.get_file_info(pa_fs.FileSelector(path, recursive=True))
+    return sorted(
+        posixpath.relpath(info.path, path) for info in found if info.type == pa_fs.FileType.File
+    )
+
+
+def folders(loc: Location) -> list[str]:
+    """The names of the folders directly below `loc`."""
+    fs, path = loc.filesystem()
+    if fs.get_file_info(path).type != pa_fs.FileType.Directory:
+        return []
+    found = fs.get_file_info(pa_fs.FileSelector(path))
+    return sorted(posixpath.basename(i.path) for i in found if i.type == pa_fs.FileType.Directory)
+
+
+def stream(loc: Location) -> Iterator[bytes]:
+    """A file's bytes in chunks."""
+    fs, path = loc.filesystem()
+    with fs.open_input_stream(path) as handle:
+        while chunk := handle.read(_CHUNK):
+            yield chunk
+
+
+def sha256(loc: Location) -> str:
+    digest = hashlib.sha256()
+    for chunk in stream(loc):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_file(src: Location, dst: Location) -> str:
+    """Copies one file between any two filesystems; returns its SHA-256."""
+    digest = hashlib.sha256()
+    fs, path = dst.filesystem()
+    fs.create_dir(posixpath.dirname(path), recursive=True)
+    with fs.open_output_stream(path) as out:
+        for chunk in stream(src):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
