@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sweep finetune test test-unit lint bench clean
+.PHONY: install sweep finetune submit test test-unit lint bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ sweep: install
 
 finetune: install
 	$(BIN)/python -m trainables.finetune $(or $(CONFIG),trainables/examples/demo.yaml)
+
+# make submit SPEC=sweeps/examples/cluster.yaml ADDRESS=http://127.0.0.1:8265 [ARGS=--no-wait]
+submit: install
+	RAY=$(BIN)/ray cluster/submit.sh $(or $(SPEC),sweeps/examples/laptop.yaml) \
+		$(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q -rs tests
