@@ -224,6 +224,7 @@ def build_tuner(
     storage: str,
     callbacks: Sequence[Callback] = (),
     quiet: bool = False,
+    reuse_actors: bool = False,
 ) -> ray.tune.Tuner:
     """A fresh `Tuner` for `spec` around any Tune trainable (the seam the contract test uses).
 
@@ -235,6 +236,9 @@ def build_tuner(
         storage: Absolute path or URI the experiment lives under (as `spec.name`).
         callbacks: Tune callbacks (progress, logging, benchmarks' clocks).
         quiet: Silence Tune's own trial table (when a `SweepProgress` reports instead).
+        reuse_actors: Reuse trial actors between trials. Only for trainables without Train
+            inside: with a `TorchTrainer` per trial it hung a tpe+asha sweep here (Tune lost
+            track of a reset actor's trial while its Train run waited to report).
     """
     _keep_credentials_out_of_ray_logs()
     metric, mode = spec.search.metric, spec.search.mode
@@ -252,10 +256,7 @@ def build_tuner(
             num_samples=spec.trials,
             max_concurrent_trials=max_concurrent,
             time_budget_s=spec.search.time_budget_s,
-            # Reusing trial-driver actors saves a process start per trial, but with Train V2
-            # inside a trial it hung a tpe+asha sweep here (Tune lost track of the reset actor's
-            # trial while its Train run waited to report): correctness first.
-            reuse_actors=False,
+            reuse_actors=reuse_actors,
         ),
         run_config=ray.tune.RunConfig(
             name=spec.name,

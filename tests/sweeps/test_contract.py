@@ -56,8 +56,14 @@ SPACES = {
 
 def run(method: str, scheduler: str, tmp_path: Path) -> Any:
     spec = sweep_spec(method, scheduler, SPACES["grid" if method == "grid" else "other"])
+    # A cheap function trainable (no Train inside) may reuse its actors: 64 trials in minutes.
     tuner = build_tuner(
-        spec, cheap_trainable, max_t=ITERATIONS, max_concurrent=2, storage=str(tmp_path)
+        spec,
+        cheap_trainable,
+        max_t=ITERATIONS,
+        max_concurrent=2,
+        storage=str(tmp_path),
+        reuse_actors=True,
     )
     return tuner.fit()
 
@@ -92,6 +98,7 @@ def test_asha_stops_trials_at_rungs(tmp_path: Path) -> None:
         max_t=ITERATIONS,
         max_concurrent=2,
         storage=str(tmp_path),
+        reuse_actors=True,
     ).fit()
     iterations = sorted(r.metrics["training_iteration"] for r in grid)
     # Rungs at 1, 3, 9 evaluations (grace 1, eta 3): stopped trials end exactly on one.
@@ -109,6 +116,7 @@ def test_seeded_sequential_runs_are_reproducible(tmp_path: Path) -> None:
             max_t=ITERATIONS,
             max_concurrent=1,
             storage=str(tmp_path / folder),
+            reuse_actors=True,
         ).fit()
         return sorted(r.config["optimizer.lr"] for r in grid)
 

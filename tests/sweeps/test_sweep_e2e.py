@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 import yaml
 
 from sweeps import cli
@@ -129,7 +130,10 @@ def test_grid_sweep_interrupted_by_ctrl_c_resumes_only_what_is_left(
     runs = tmp_path / "tiny-grid" / "train"
 
     # The real command, stopped with Ctrl-C once two trials are done and a third runs.
-    cli = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(path)])
+    # It joins the session's Ray runtime: a second local instance on one machine breaks Ray's
+    # state-API autodetection (Train's placement-group cleaner then dies).
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    cli = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(path)], env=env)
     deadline = time.monotonic() + 300
     while len(train_runs(runs)) < 3 and cli.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray
 import ray.tune
 import yaml
 
@@ -64,6 +65,10 @@ def cheap_sweep(tmp_path: Path, wandb: dict[str, Any], trainable: Any = cheap_tr
         callbacks=callbacks,
     ).fit()
     return spec, grid, time.monotonic() - started
+
+
+def session_address() -> str:
+    return str(ray.get_runtime_context().gcs_address)
 
 
 def by_job_type(runs: list[OfflineRun], job_type: str) -> list[OfflineRun]:
@@ -168,7 +173,9 @@ def test_secrets_in_the_environment_appear_in_no_file_the_sweep_writes(
     raw["wandb"] = {"mode": "offline", "dir": str(tmp_path / "wb")}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, **SENTINELS, "RAY_ADDRESS": ""}
+    # The command joins the session's Ray runtime: a second local instance on one machine
+    # breaks Ray's state-API autodetection (Train's placement-group cleaner then dies).
+    env = {**os.environ, **SENTINELS, "RAY_ADDRESS": session_address()}
     out = subprocess.run(
         [sys.executable, "-m", "sweeps", "run", str(path)], env=env, capture_output=True, text=True
     )
