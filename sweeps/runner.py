@@ -262,7 +262,9 @@ def build_tuner(
             name=spec.name,
             storage_path=storage,
             stop=_stoppers(spec),
-            failure_config=ray.tune.FailureConfig(max_failures=1),
+            # Failed trials are retried by Tune (resuming their Train run from its latest
+            # checkpoint), not inside the trial: see `make_trial_driver`.
+            failure_config=ray.tune.FailureConfig(max_failures=2),
             callbacks=list(callbacks),
             verbose=0 if quiet else None,
         ),

@@ -26,14 +26,18 @@ def job_for_trial(base_job: dict[str, Any], params: dict[str, Any], run_name: st
 
 
 def make_trial_driver(
-    base_job: dict[str, Any], train_storage: str, max_failures: int = 1
+    base_job: dict[str, Any], train_storage: str, max_failures: int = 0
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable that runs one fine-tuning job per trial.
 
     Args:
         base_job: The job (a `FinetuneConfig` mapping) before the trial's parameters.
         train_storage: Where each trial's Train run (checkpoints) lives, under its trial id.
-        max_failures: Worker-group restarts per trial, each from the latest checkpoint.
+        max_failures: Worker-group restarts inside a trial. 0 by default: Tune retries a
+            failed trial instead (resuming its Train run from the latest checkpoint), because a
+            Train controller that is restarting its worker group when Tune stops the trial
+            (ASHA) creates a placement group after it dies, which nobody removes: it held the
+            CPUs of every later trial on the laptop sweep here.
     """
 
     def run_trial(params: dict[str, Any]) -> None:
