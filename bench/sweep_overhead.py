@@ -11,7 +11,7 @@ time on this 2-core machine) through two paths, and prints for each:
 Paths:
 - baseline: a plain Ray 2.60 Tune-over-Train sweep with Ray's defaults: a Tune function trial
   that builds a `TorchTrainer` (our per-worker loop) with `TuneReportCallback`;
-- ours: `sweeps.runner.run_sweep` on the equivalent spec.
+- ours: `sweeps.running.runner.run_sweep` on the equivalent spec.
 
     .venv/bin/python bench/sweep_overhead.py [--trials 16] [--steps 400] [--only ours]
 
@@ -33,9 +33,8 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from sweeps.runner import run_sweep
-from sweeps.spec import parse_spec
-from sweeps.trial import job_for_trial
+from sweeps.running.runner import run_sweep
+from sweeps.spec import apply_params, parse_spec
 from trainables.config import parse_config
 from trainables.loop import train_fn_per_worker
 from trainables.tiny import build_tiny_bert
@@ -97,7 +96,7 @@ def run_baseline(base: dict[str, Any], trials: int, storage: str, clock: TrialCl
 
     def trial(params: dict[str, Any]) -> None:
         trial_id = ray.tune.get_context().get_trial_id()
-        cfg = parse_config(job_for_trial(base, params, trial_id))
+        cfg = apply_params(parse_config(base), params, name=trial_id)
         TorchTrainer(
             train_fn_per_worker,
             train_loop_config=cfg.model_dump(mode="json"),

@@ -13,26 +13,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from typing import Any
+from pathlib import Path
 
-from sweeps.spec import SweepSpec, load_spec
+from sweeps.spec import load_spec
+from sweeps.store.promotion import BestTrial
 from trainables.errors import FinetuneError
 
 # A smoke test: the real path with 2 trials of 2 optimizer steps each.
 SMOKE_OVERRIDES = ["search.num_samples=2", "job.training.max_steps=2", "job.training.eval_every=1"]
 
 
-def _print_best(best: Any, spec: SweepSpec) -> None:
+def _print_best(best: BestTrial | None, metric: str) -> None:
     if best is None:
-        print("no trial reported a finite " + spec.search.metric)
+        print("no trial reported a finite " + metric)
         return
-    print(
-        f"best trial {best.trial_id}: {spec.search.metric} = {best.metrics.get(spec.search.metric)}"
-    )
+    print(f"best trial {best.trial_id}: {metric} = {best.metrics.get(metric)}")
     print("  config:  " + json.dumps(best.params, sort_keys=True))
     print("  metrics: " + json.dumps(best.metrics, sort_keys=True))
-    print(f"  checkpoint: {best.checkpoint_path}")
+    print(f"  checkpoint: {best.checkpoint}")
+
+
+def _show_library_messages() -> None:
+    """What the library logs while a sweep runs (W&B mode, promotions, warnings), as lines."""
+    package = logging.getLogger("sweeps")
+    package.setLevel(logging.INFO)
+    if not any(isinstance(h, _ToStdout) for h in package.handlers):
+        handler = _ToStdout()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package.addHandler(handler)
+
+
+class _ToStdout(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is when a line comes (a test may have replaced it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.setStream(sys.stdout)
+        super().emit(record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,58 +93,60 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.overrides)
     if getattr(args, "smoke_test", False):
         overrides += SMOKE_OVERRIDES
+    _show_library_messages()
     try:
         spec = load_spec(args.spec, overrides)
         if args.command == "validate":
             from trainables.preflight import check_inputs
 
-            summary = check_inputs(spec.base_job)
+            summary = check_inputs(spec.job)
             print(
                 f"{args.spec}: valid; labels {list(summary.label_names)}, "
                 f"rows {summary.split_sizes}, method {spec.search.method}, "
                 f"scheduler {spec.scheduler.name}"
             )
             return 0
-        from sweeps import runner
+        from sweeps.results.queries import SweepResults
 
+        results = SweepResults.of(spec)
+        metric = spec.search.metric
         if args.command == "run":
-            _print_best(runner.run_sweep(spec, restart=args.restart), spec)
-            rows = runner.trial_table(spec)
-            unfinished = [r for r in rows if r["status"] not in ("TERMINATED", "ERROR")]
-            if unfinished or len(rows) < spec.trials:
+            from sweeps.running.runner import run_sweep
+
+            outcome = run_sweep(spec, restart=args.restart, progress=sys.stdout)
+            if outcome.wandb_offline_runs:
+                print(f"W&B runs are offline; upload them: wandb sync {outcome.wandb_offline_runs}")
+            _print_best(outcome.best, metric)
+            if not outcome.finished:
+                ended = sum(t.status in ("TERMINATED", "ERROR") for t in outcome.trials)
                 print(
-                    f"stopped before the end ({len(rows) - len(unfinished)} of {spec.trials} "
-                    f"trials finished); run the same command again to resume"
+                    f"stopped before the end ({ended} of {outcome.planned_trials} trials "
+                    "finished); run the same command again to resume"
                 )
         elif args.command == "status":
-            for row in runner.trial_table(spec):
+            for row in results.table():
                 print(json.dumps(row, sort_keys=True, default=str))
         elif args.command == "report":
-            from pathlib import Path
+            from sweeps.results.report import write_report
 
-            from sweeps.report import write_report
-            from sweeps.results import read_results
-
-            rows = read_results(runner.results_uri(spec))
+            rows = results.rows()
             if not rows:
                 print(f"error: no results for sweep {spec.name!r} yet", file=sys.stderr)
                 return 2
-            local = (
-                Path(runner.results_uri(spec)).parent if "://" not in spec.storage_path else None
-            )
-            out = Path(args.out) if args.out else (local or Path(spec.name)) / "report"
-            print(f"report: {write_report(spec, rows, out)}")
+            local = Path(results.folder.path) if results.folder.is_local else Path(spec.name)
+            out = Path(args.out) if args.out else local / "report"
+            print(f"report: {write_report(spec.name, spec.search, spec.scheduler, rows, out)}")
         elif args.command == "promote":
-            from sweeps.promotion import promote
+            from sweeps.running.promoting import promote_best
 
-            done = promote(spec, to=args.to)
+            done = promote_best(spec, to=args.to)
             if done is None:
-                print(f"error: no checkpoint with a finite {spec.search.metric}", file=sys.stderr)
+                print(f"error: no checkpoint with a finite {metric}", file=sys.stderr)
                 return 1
             state = "promoted" if done.created else "already promoted"
             print(f"{state}: trial {done.manifest['trial_id']} at {done.location}")
         else:
-            _print_best(runner.best_trial(spec), spec)
+            _print_best(results.best(), metric)
     except FinetuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -134,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _verify(uri: str) -> int:
-    from sweeps.promotion import verify
+    from sweeps.store.promotion import verify
 
     try:
         manifest = verify(uri)

@@ -21,25 +21,54 @@ TRAINING_STATE = "training_state.pt"
 
 @dataclass
 class LoopPosition:
-    """Where the loop is: optimizer steps done, epoch, micro-batches done in that epoch."""
+    """Where the loop is: optimizer steps done, epoch, micro-batches done in that epoch.
+
+    Example:
+        >>> pos = LoopPosition(step=2, epoch=0, batches_done=4)
+        >>> pos.advance(batches_taken=1, batches_per_epoch=5)  # the epoch's short last group
+        >>> pos
+        LoopPosition(step=3, epoch=1, batches_done=0, stopped=False)
+    """
 
     step: int = 0
     epoch: int = 0
     batches_done: int = 0
     stopped: bool = False
 
+    def advance(self, batches_taken: int, batches_per_epoch: int, steps: int = 1) -> None:
+        """Counts `steps` optimizer steps that took `batches_taken` micro-batches of an epoch of
+        `batches_per_epoch`, and moves to the next epoch once that epoch's batches are done.
+
+        The roll-over happens here, before any checkpoint is taken, so a checkpoint written
+        right after an epoch's last step resumes at the start of the next epoch.
+
+        Args:
+            batches_taken: Micro-batches the step(s) consumed.
+            batches_per_epoch: Micro-batches this rank runs per epoch.
+            steps: Optimizer steps to count; 0 only re-fits a resumed position to an epoch that
+                is shorter than the one it was saved in (a group resumed on more ranks).
+        """
+        self.step += steps
+        self.batches_done += batches_taken
+        if self.batches_done >= batches_per_epoch:
+            self.epoch, self.batches_done = self.epoch + 1, 0
+
 
 def save_checkpoint(
-    folder: Path,
     rank: int,
     model: Any,
     tokenizer: Any,
     optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    folder: Path,
     position: LoopPosition,
     tracker_state: dict,
-    scaler: torch.amp.GradScaler | None,
 ) -> None:
-    """Writes this rank's part of a checkpoint into `folder`."""
+    """Writes this rank's part of a checkpoint into `folder`.
+
+    What stays the same over a run comes first, so the loop can bind it once
+    (`functools.partial`). A disabled scaler (anything but fp16 on a GPU) is saved as None.
+    """
     if rank == 0:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
@@ -47,7 +76,7 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "position": asdict(position),
             "tracker": tracker_state,
-            "scaler": scaler.state_dict() if scaler is not None else None,
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
         }
         torch.save(state, folder / TRAINING_STATE)
     rng = {
@@ -63,12 +92,13 @@ def load_training_state(
     folder: Path,
     rank: int,
     optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
+    scaler: torch.amp.GradScaler,
 ) -> tuple[LoopPosition, dict]:
     """Restores optimizer, scaler and this rank's RNG; returns the position and tracker state."""
     state = torch.load(folder / TRAINING_STATE, map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state["scaler"] is not None:
+    # An enabled scaler refuses an empty state (what a disabled one would have saved).
+    if scaler.is_enabled() and state["scaler"]:
         scaler.load_state_dict(state["scaler"])
     rng_file = folder / f"rng_rank{rank}.pt"
     # A group resumed on more ranks than it saved from seeds the newcomers afresh.

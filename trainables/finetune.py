@@ -14,6 +14,7 @@ import sys
 
 from trainables.config import load_config
 from trainables.errors import FinetuneError
+from trainables.objective import Objective
 from trainables.preflight import check_inputs, check_resources, cluster_nodes
 from trainables.trainer import build_trainer, resolve_storage
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the job failed: {result.error}", file=sys.stderr)
         return 1
     print(json.dumps(result.metrics, indent=2, sort_keys=True))
-    mode = "min" if cfg.training.monitor == "val_loss" else "max"
+    mode = Objective.of(cfg.training.monitor).mode
     best = result.get_best_checkpoint(cfg.training.monitor, mode)
     print(f"best checkpoint by {cfg.training.monitor}: {best.path if best else None}")
     return 0

@@ -1,18 +1,21 @@
 """The per-worker fine-tuning loop that Ray Train runs on every DDP rank.
 
-`train_fn_per_worker(config)` reads top to bottom: data → model → optimizer → resume →
-for each micro-batch: forward/backward (accumulating) → clip → step → every `eval_every`
-steps evaluate, report and checkpoint. Everything else lives in small functions beside it.
+`train_fn_per_worker(config)` reads top to bottom, like nanoGPT's train.py: data → plan → model
+→ optimizer → resume, then one `while` over optimizer steps: forward/backward over the step's
+micro-batches (accumulating) → set the LR → clip → step → at every evaluation point evaluate,
+report and checkpoint. Batching, evaluation, the LR schedule and the step arithmetic live in
+small functions beside it or in their own modules.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +37,45 @@ from trainables.data import (
 )
 from trainables.metrics import all_reduce_sum, evaluate
 from trainables.models import build_model, load_tokenizer
-from trainables.optim import ImprovementTracker, build_optimizer, lr_multiplier, warmup_steps
+from trainables.optim import ImprovementTracker, build_optimizer, lr_schedule
+from trainables.plan import Plan, plan_job
 
 
 def precision_tools(
     precision: str, device: torch.device
-) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
-    """An autocast context factory and, for fp16, a gradient scaler. CPU runs in fp32."""
-    if device.type != "cuda" or precision == "fp32":
-        return contextlib.nullcontext, None
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        if precision == "fp32":
-            return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+) -> tuple[Callable[[], Any], torch.amp.GradScaler]:
+    """An autocast context factory and a gradient scaler, enabled only for fp16 on a GPU.
+
+    A disabled scaler passes losses through and steps the optimizer plainly, so the loop calls
+    it unconditionally. CPU runs in fp32.
+    """
+    dtype = None
+    if device.type == "cuda" and precision != "fp32":
+        if precision == "auto":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if dtype is None:
+        return contextlib.nullcontext, scaler
     return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
 def eval_iter(
     split: TokenizedSplit, batch_size: int, pad_id: int, rank: int, world: int
 ) -> Iterator[dict[str, torch.Tensor]]:
+    """This rank's evaluation batches of `split`: its own shard, in batches twice the training
+    size (no activations are kept for a backward pass)."""
     rows = shard_rows(len(split), world, rank)
     for batch_rows in eval_batches(split, rows, batch_size * 2):
         yield collate(split, batch_rows, pad_id)
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
-    """Fine-tunes one model as one DDP rank; reports and checkpoints at every evaluation."""
+    """Fine-tunes one model as one DDP rank; reports and checkpoints at every evaluation.
+
+    Args:
+        config: A `FinetuneConfig` as a plain mapping (what Ray hands every worker).
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = FinetuneConfig.model_validate(config)
     t = cfg.training
@@ -76,14 +90,15 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         name: tokenize_split(split, tokenizer, cfg.data.max_length)
         for name, split in dataset.splits.items()
     }
-    train, lengths, pad_id = splits["train"], splits["train"].lengths, tokenizer.pad_token_id or 0
-    num_labels = len(dataset.label_names)
+    train, pad_id = splits["train"], tokenizer.pad_token_id or 0
+    num_labels, lengths = len(dataset.label_names), train.lengths
+    plan = plan_job(cfg, len(train), world)
+    lr_at = lr_schedule(cfg.optimizer.lr, cfg.schedule, plan.total_steps)
 
-    batches_per_epoch = math.ceil(len(train) / (t.batch_size * world))
-    steps_per_epoch = math.ceil(batches_per_epoch / t.grad_accum_steps)
-    total_steps = t.max_steps or steps_per_epoch * t.epochs
-    eval_every = steps_per_epoch if t.eval_every == "epoch" else t.eval_every
-    warmup = warmup_steps(cfg.schedule, total_steps)
+    @functools.lru_cache(maxsize=1)  # a pure function of the epoch: built on its first step only
+    def batches_of(epoch: int) -> list[list[int]]:
+        group_by_length = cfg.data.group_by_length
+        return epoch_batches(lengths, t.batch_size, world, rank, t.seed, epoch, group_by_length)
 
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_dir:
@@ -94,105 +109,123 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         unwrapped = build_model(source, dataset.label_names)
         model = ray.train.torch.prepare_model(unwrapped)
         optimizer = build_optimizer(unwrapped, cfg.optimizer)
-        tracker = ImprovementTracker(mode="min" if t.monitor == "val_loss" else "max")
+        tracker = ImprovementTracker.watching(t.monitor)
         pos = LoopPosition()
         torch.manual_seed(t.seed * 1000 + rank + 1)  # dropout differs between ranks
         if resume_dir:
             pos, tracker_state = load_training_state(Path(resume_dir), rank, optimizer, scaler)
             tracker.load_state_dict(tracker_state)
+            # More ranks than at the save make shorter epochs: one may be over already.
+            pos.advance(0, plan.batches_per_epoch, steps=0)
+    evaluate_on = SplitEvaluator(
+        unwrapped, splits, t.batch_size, pad_id, rank, world, num_labels, device, autocast
+    )
+    save = functools.partial(save_checkpoint, rank, unwrapped, tokenizer, optimizer, scaler)
 
     model.train()
     window = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, rows, seconds
-    while pos.step < total_steps and not pos.stopped:
-        batches = epoch_batches(
-            lengths, t.batch_size, world, rank, t.seed, pos.epoch, cfg.data.group_by_length
-        )
-        for micro in range(pos.batches_done, len(batches)):
-            tick = time.perf_counter()
-            group_start = micro - micro % t.grad_accum_steps
-            group_len = min(t.grad_accum_steps, len(batches) - group_start)
-            steps_now = micro + 1 - group_start == group_len
+    while pos.step < plan.total_steps and not pos.stopped:
+        start = pos.batches_done
+        group = batches_of(pos.epoch)[start : start + t.grad_accum_steps]
+        tick = time.perf_counter()
+        for i, rows in enumerate(group):
             batch = {
-                k: v.to(device, non_blocking=True)
-                for k, v in collate(train, batches[micro], pad_id).items()
+                k: v.to(device, non_blocking=True) for k, v in collate(train, rows, pad_id).items()
             }
             labels = batch.pop("labels")
-            # Gradients are only all-reduced on the micro-batch that completes a step.
-            sync = contextlib.nullcontext() if steps_now or world == 1 else model.no_sync()
+            # Gradients are all-reduced once per step, on its last micro-batch.
+            last = i == len(group) - 1
+            sync = contextlib.nullcontext() if last or world == 1 else model.no_sync()
             with sync, autocast():
                 logits = model(**batch).logits
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=t.label_smoothing)
-                scaled = loss / group_len
-                (scaler.scale(scaled) if scaler else scaled).backward()
+                # An epoch's short last group averages over the micro-batches it has.
+                scaler.scale(loss / len(group)).backward()
+            # Summed on the device: reading the loss here would sync with the GPU every batch.
             window[0] += loss.detach().double() * labels.numel()
             window[1] += labels.numel()
-            pos.batches_done = micro + 1
-            if steps_now:
-                lr = (
-                    cfg.optimizer.lr
-                    * tracker.lr_scale
-                    * lr_multiplier(pos.step, total_steps, warmup, cfg.schedule.name)
-                )
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if cfg.optimizer.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.max_grad_norm)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                pos.step += 1
-            window[2] += time.perf_counter() - tick
-            if not steps_now or (pos.step % eval_every and pos.step < total_steps):
-                continue
 
-            if pos.batches_done == len(batches):
-                pos.epoch, pos.batches_done = pos.epoch + 1, 0
-            metrics = _train_metrics(window, lr, pos.step, steps_per_epoch)
-            metrics |= evaluate(
-                unwrapped,
-                eval_iter(splits["validation"], t.batch_size, pad_id, rank, world),
-                num_labels,
-                device,
-                autocast,
-                prefix="val_",
-            )
-            tracker.update(metrics[t.monitor])
-            plateaued = tracker.evals_since_best % cfg.schedule.plateau_patience == 0
-            if cfg.schedule.name == "reduce_on_plateau" and tracker.evals_since_best and plateaued:
-                tracker.lr_scale *= cfg.schedule.plateau_factor
-            patience = t.early_stopping_patience
-            pos.stopped = bool(patience and tracker.evals_since_best >= patience)
-            if (pos.stopped or pos.step >= total_steps) and "test" in splits:
-                metrics |= evaluate(
-                    unwrapped,
-                    eval_iter(splits["test"], t.batch_size, pad_id, rank, world),
-                    num_labels,
-                    device,
-                    autocast,
-                    prefix="test_",
-                )
-            with tempfile.TemporaryDirectory() as folder:
-                save_checkpoint(
-                    Path(folder),
-                    rank,
-                    unwrapped,
-                    tokenizer,
-                    optimizer,
-                    pos,
-                    tracker.state_dict(),
-                    scaler,
-                )
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        lr = lr_at(pos.step, tracker.lr_scale)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+        scaler.unscale_(optimizer)  # fp16: clip the true gradients, not the scaled ones
+        if cfg.optimizer.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        pos.advance(len(group), plan.batches_per_epoch)
+        window[2] += time.perf_counter() - tick
+
+        if plan.evaluates_at(pos.step):
+            train_metrics = _train_metrics(window, lr, pos.step, plan.steps_per_epoch)
+            evaluate_and_report(train_metrics, evaluate_on, save, pos, tracker, cfg, plan)
             window.zero_()
-            if pos.stopped or pos.step >= total_steps or pos.batches_done == 0:
-                break  # done, or the epoch just ended (its position already moved on)
-        else:
-            pos.epoch, pos.batches_done = pos.epoch + 1, 0
+
+
+_PREFIXES = {"validation": "val_", "test": "test_"}
+
+
+@dataclass(frozen=True)
+class SplitEvaluator:
+    """Evaluates the unwrapped model on a named split: each rank its own shard, the metrics
+    reduced over every rank (see `trainables.metrics.evaluate`)."""
+
+    model: torch.nn.Module
+    splits: dict[str, TokenizedSplit]
+    batch_size: int
+    pad_id: int
+    rank: int
+    world: int
+    num_labels: int
+    device: torch.device
+    autocast: Callable[[], Any]
+
+    def __call__(self, split: str) -> dict[str, float]:
+        """Loss, accuracy and macro F1 of `split`, keyed `val_*` or `test_*`."""
+        batches = eval_iter(self.splits[split], self.batch_size, self.pad_id, self.rank, self.world)
+        return evaluate(
+            self.model, batches, self.num_labels, self.device, self.autocast, _PREFIXES[split]
+        )
+
+
+def evaluate_and_report(
+    metrics: dict[str, float],
+    evaluate_on: SplitEvaluator,
+    save: Callable[[Path, LoopPosition, dict], None],
+    pos: LoopPosition,
+    tracker: ImprovementTracker,
+    job: FinetuneConfig,
+    plan: Plan,
+) -> None:
+    """One evaluation point: evaluate, decide on stopping and the LR, checkpoint, report.
+
+    Adds validation metrics to `metrics` (and test metrics to the run's last report, when there
+    is a test split), updates `tracker` (the plateau schedule's LR cut, early stopping into
+    `pos.stopped`), then reports with this rank's part of a checkpoint.
+
+    Args:
+        metrics: The training metrics since the last report (`_train_metrics`).
+        evaluate_on: Evaluates a named split.
+        save: Writes this rank's part of a checkpoint of `pos` and the tracker state into a
+            folder (`save_checkpoint` with the rank, model, tokenizer, optimizer, scaler bound).
+        pos: The loop's position, already moved past the step just taken.
+        tracker: The improvement tracker of `job.training.monitor`.
+        job: The job's config.
+        plan: The job's plan.
+    """
+    metrics |= evaluate_on("validation")
+    tracker.update(metrics[job.training.monitor])
+    s, since = job.schedule, tracker.evals_since_best
+    if s.name == "reduce_on_plateau" and since and since % s.plateau_patience == 0:
+        tracker.lr_scale *= s.plateau_factor
+    patience = job.training.early_stopping_patience
+    pos.stopped = bool(patience and since >= patience)
+    if (pos.stopped or pos.step >= plan.total_steps) and "test" in evaluate_on.splits:
+        metrics |= evaluate_on("test")
+    with tempfile.TemporaryDirectory() as folder:
+        save(Path(folder), pos, tracker.state_dict())
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
 def _train_metrics(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 
 from trainables.config import OptimizerConfig, ScheduleConfig
+from trainables.objective import Mode, Objective
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -66,24 +68,54 @@ def lr_multiplier(step: int, total_steps: int, warmup: int, schedule: str) -> fl
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))  # cosine
 
 
+def lr_schedule(
+    base_lr: float, cfg: ScheduleConfig, total_steps: int
+) -> Callable[[int, float], float]:
+    """The learning rate of each optimizer step, as a function `lr_at(step, scale)`.
+
+    `step` is 0-based; `scale` is the plateau tracker's cut (1.0 when nothing was cut).
+
+    Example:
+        >>> lr_at = lr_schedule(0.1, ScheduleConfig(name="linear", warmup_steps=1), 3)
+        >>> [lr_at(0, 1.0), lr_at(1, 1.0), lr_at(2, 0.5)]
+        [0.05, 0.1, 0.025]
+    """
+    warmup = warmup_steps(cfg, total_steps)
+
+    def lr_at(step: int, scale: float) -> float:
+        # This order of the products is what runs always used: a resumed run's LR is bit-identical.
+        return base_lr * scale * lr_multiplier(step, total_steps, warmup, cfg.name)
+
+    return lr_at
+
+
 @dataclass
 class ImprovementTracker:
     """Tracks the best value of a monitored metric and evaluations since it improved.
 
     Early stopping ends training after `patience` evaluations without improvement; the
-    plateau schedule cuts the LR each time that count reaches its own patience.
+    plateau schedule cuts the LR each time that count reaches its own patience. Its fields are
+    its `state_dict()`, which checkpoints carry.
+
+    Example:
+        >>> tracker = ImprovementTracker.watching("val_loss")
+        >>> tracker.update(0.5), tracker.update(0.6), tracker.evals_since_best
+        (True, False, 1)
     """
 
-    mode: str  # "min" or "max"
+    mode: Mode
     best: float | None = None
     evals_since_best: int = 0
     lr_scale: float = 1.0
 
+    @classmethod
+    def watching(cls, monitor: str) -> ImprovementTracker:
+        """A fresh tracker of `monitor` in its natural direction (see `Objective.of`)."""
+        return cls(mode=Objective.of(monitor).mode)
+
     def update(self, value: float) -> bool:
         """Records one evaluation; returns whether it improved on the best so far."""
-        improved = math.isfinite(value) and (
-            self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-        )
+        improved = Objective("monitored", self.mode).better(value, than=self.best)
         if improved:
             self.best, self.evals_since_best = value, 0
         else:
@@ -91,8 +123,10 @@ class ImprovementTracker:
         return improved
 
     def state_dict(self) -> dict:
+        """The tracker's fields, for a checkpoint."""
         return asdict(self)
 
     def load_state_dict(self, state: dict) -> None:
+        """Takes back what `state_dict()` returned."""
         for key, value in state.items():
             setattr(self, key, value)

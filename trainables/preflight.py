@@ -93,6 +93,9 @@ def cluster_nodes() -> list[dict[str, float]]:
     are still at zero.
     """
     import ray
+
+    # Private API (`ray._private.state`, checked against Ray 2.60.0): Ray publishes the
+    # autoscaler's node types nowhere public; Ray Data's own autoscaler reads them the same way.
     from ray._private.state import state
 
     nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]

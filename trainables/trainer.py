@@ -17,6 +17,7 @@ from ray.train import ScalingConfig as RayScalingConfig
 from ray.train.torch import TorchTrainer
 
 from trainables.config import FinetuneConfig
+from trainables.objective import Objective
 
 # Ray Train polls its workers this often; a report waits for the previous one to be consumed,
 # so Ray's 2 s default stalls training at every evaluation and adds ~1 s to the end of a run.
@@ -100,7 +101,7 @@ def build_trainer(
             checkpoint_config=CheckpointConfig(
                 num_to_keep=t.checkpoints_to_keep,
                 checkpoint_score_attribute=t.monitor,
-                checkpoint_score_order="min" if t.monitor == "val_loss" else "max",
+                checkpoint_score_order=Objective.of(t.monitor).mode,
             ),
         ),
     )

@@ -111,8 +111,8 @@ def test_the_raycluster_manifest_keeps_token_auth_and_a_private_dashboard() -> N
 
 def assert_cluster_placement(sweep: SweepSpec) -> None:
     assert "on_demand" in sweep.driver_resources
-    assert "gpu_node" in sweep.base_job.scaling.resources
-    assert sweep.base_job.scaling.gpus_per_worker > 0
+    assert "gpu_node" in sweep.job.scaling.resources
+    assert sweep.job.scaling.gpus_per_worker > 0
     assert "://" in sweep.storage_path and sweep.promote and "://" in sweep.promote.to
 
 

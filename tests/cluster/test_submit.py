@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sweeps.promotion import verify
-from sweeps.runner import trial_table
+from sweeps.results.queries import SweepResults
 from sweeps.spec import parse_spec
+from sweeps.store.promotion import verify
 from tests.sweeps.test_sweep_e2e import tiny_spec
 
 pytestmark = pytest.mark.integration
@@ -226,7 +226,7 @@ def test_a_submitted_sweep_succeeds_and_a_bad_spec_fails_with_its_message(
     assert "job good-sweep: SUCCEEDED" in done.stdout
 
     spec = parse_spec(raw)
-    rows = trial_table(spec)
+    rows = SweepResults.of(spec).table()
     assert len(rows) == 2 and all(r["status"] == "TERMINATED" for r in rows), rows
     assert verify(str(tmp_path / "models" / "on-cluster"))["sweep"] == "on-cluster"
     assert "promoted trial" in logs

@@ -26,6 +26,12 @@ def crash_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]], 
             def report_then_crash(metrics: dict, checkpoint: Any = None, **kwargs: Any) -> None:
                 real_report(metrics, checkpoint=checkpoint, **kwargs)
                 if checkpoint is not None:
+                    # Die once Train has committed this checkpoint: a rank that raised while
+                    # the controller still waited for the other rank's report lost it, and the
+                    # restarted group began from scratch (a flaky test, not a resume).
+                    ray.train.get_all_reported_checkpoints(
+                        consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
+                    )
                     (Path(marker_dir) / f"crashed-rank{rank}").touch()
                     raise RuntimeError("injected fault after the first checkpoint")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sweeps.runner import GpuHoursBudget, concurrency, trial_scalings
+from sweeps.running.placement import concurrency, trial_scalings
+from sweeps.running.stoppers import GpuHoursBudget
 from sweeps.spec import parse_spec
 
 
@@ -32,4 +33,10 @@ def test_scaling_in_the_space_sizes_preflight_and_concurrency() -> None:
         ("search.space.scaling.num_workers", 4),
     ]
     nodes = [{"CPU": 8.0, "GPU": 0.0}]
-    assert min(concurrency(spec, s, nodes) for _, s in trial_scalings(spec)) == 2
+    assert (
+        min(
+            concurrency(s, nodes, spec.search.max_concurrent_trials)
+            for _, s in trial_scalings(spec)
+        )
+        == 2
+    )

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import ray.tune
 
-from sweeps.runner import build_tuner
-from sweeps.schedulers import schedulers
-from sweeps.search import methods
+from sweeps.running.schedulers import schedulers
+from sweeps.running.search import methods
+from sweeps.running.tuner import build_tuner
 from sweeps.spec import parse_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.progress import SweepProgress
-from sweeps.runner import build_tuner
+from sweeps.results.progress import SweepProgress
+from sweeps.running.tuner import build_tuner
 from tests.sweeps.test_contract import ITERATIONS, SPACES, cheap_trainable, sweep_spec
+from trainables.objective import Objective
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
@@ -26,7 +27,7 @@ def test_progress_counts_done_and_early_stopped_trials_and_the_best(tmp_path: Pa
     spec = spec.model_copy(update={"search": spec.search.model_copy(update={"num_samples": 8})})
     out = io.StringIO()
     progress = SweepProgress(
-        spec.name, "val_accuracy", "max", 8, planned=Planned(), stream=out, every_s=0
+        spec.name, Objective("val_accuracy", "max"), 8, planned=Planned(), stream=out, every_s=0
     )
     grid = build_tuner(
         spec,

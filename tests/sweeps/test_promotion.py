@@ -17,17 +17,18 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from sweeps import cli, storage
+from sweeps import cli
 from sweeps.errors import PromotionError
-from sweeps.promotion import LATEST, MANIFEST, choose, promote, resolve, verify, versions
-from sweeps.results import read_results
-from sweeps.runner import best_trial, results_uri, run_sweep, trial_table
-from sweeps.spec import SweepSpec, parse_spec
-from sweeps.storage import Location
-from sweeps.trial import job_for_trial
+from sweeps.results.queries import SweepResults, best_report
+from sweeps.running.promoting import promote_best
+from sweeps.running.runner import run_sweep
+from sweeps.spec import SweepSpec, apply_params, parse_spec
+from sweeps.store import storage
+from sweeps.store.promotion import LATEST, MANIFEST, resolve, verify, versions
+from sweeps.store.storage import Location
 from tests.sweeps.test_sweep_e2e import tiny_spec
-from trainables.config import parse_config
 from trainables.evaluation import evaluate_folder
+from trainables.objective import Objective
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
@@ -105,9 +106,9 @@ def test_checkpoints_live_in_the_bucket_and_a_nan_trial_is_never_promoted(
     s3_sweep: SweepSpec,
 ) -> None:
     spec = s3_sweep
-    rows = trial_table(spec)
+    rows = SweepResults.of(spec).table()
     assert len(rows) == 3 and all(r["status"] == "TERMINATED" for r in rows)
-    reports = read_results(results_uri(spec))
+    reports = SweepResults.of(spec).rows()
     root = Location.of(spec.storage_path)
     for trial_id in {r["trial_id"] for r in rows}:
         kept = storage.folders(root.join(spec.name, "train", trial_id))
@@ -123,7 +124,7 @@ def test_checkpoints_live_in_the_bucket_and_a_nan_trial_is_never_promoted(
             assert len(kept) < len(mine)
     nan_trials = {r["trial_id"] for r in rows if r["params"]["optimizer.lr"] == HUGE_LR}
     assert any(not math.isfinite(r["val_loss"]) for r in reports if r["trial_id"] in nan_trials)
-    best = best_trial(spec)
+    best = SweepResults.of(spec).best()
     assert best is not None and best.trial_id not in nan_trials
     # `when: improvement`: a version per better checkpoint, each complete, the latest the best.
     assert spec.promote is not None
@@ -134,7 +135,7 @@ def test_checkpoints_live_in_the_bucket_and_a_nan_trial_is_never_promoted(
     assert all(earlier > later for earlier, later in itertools.pairwise(values))
     promoted = verify(str(sweep_dest))
     assert promoted["version"] == f"v{max(found)}" and promoted["trial_id"] == best.trial_id
-    assert promoted["source"]["checkpoint"] == best.checkpoint_path
+    assert promoted["source"]["checkpoint"] == str(best.checkpoint)
 
 
 @pytest.mark.timeout(600)
@@ -144,13 +145,13 @@ def test_the_promoted_model_loads_and_predicts_as_in_the_sweep(
 ) -> None:
     spec = s3_sweep
     dest = destination(kind, s3_endpoint, tmp_path)
-    done = promote(spec, to=dest)
+    done = promote_best(spec, to=dest)
     assert done is not None and done.created and done.version == "v1"
-    best = best_trial(spec)
-    assert best is not None and best.checkpoint_path
+    best = SweepResults.of(spec).best()
+    assert best is not None
 
     promoted = download(done.location, tmp_path / "promoted")
-    in_sweep = download(Location.of(best.checkpoint_path), tmp_path / "ckpt")
+    in_sweep = download(best.checkpoint, tmp_path / "ckpt")
     torch.testing.assert_close(logits(promoted), logits(in_sweep), rtol=0, atol=0)
     assert not (promoted / "training_state.pt").exists()  # only what from_pretrained needs
 
@@ -163,13 +164,13 @@ def test_the_promoted_model_loads_and_predicts_as_in_the_sweep(
     assert set(manifest["files"]) == {p.name for p in promoted.iterdir()} - {MANIFEST}
     # The promoted weights score on validation what the trial reported in the sweep (2 ranks
     # there, one process here), and are scored on the test split too.
-    job = parse_config(job_for_trial(spec.base_job.model_dump(mode="json"), best.params, "t"))
+    job = apply_params(spec.job, best.params)
     val = evaluate_folder(job, str(promoted), "validation")
     assert val is not None and val["val_loss"] == pytest.approx(best.metrics["val_loss"])
     test = evaluate_folder(job, str(promoted))
     assert test is not None and manifest["test_metrics"] == pytest.approx(test)
 
-    again = promote(spec, to=dest)  # the same checkpoint again: nothing changes
+    again = promote_best(spec, to=dest)  # the same checkpoint again: nothing changes
     assert again is not None and not again.created and again.version == "v1"
     names = storage.folders(Location.of(dest).join(spec.name))
     assert [n for n in names if n.startswith("v")] == ["v1"]
@@ -194,14 +195,14 @@ def test_an_interrupted_copy_leaves_no_manifest_and_a_rerun_completes_it(
             raise KeyboardInterrupt("killed halfway through the copy")
 
     with pytest.raises(KeyboardInterrupt):
-        promote(spec, to=dest, on_file_copied=die_after_two_files)
+        promote_best(spec, to=dest, on_file_copied=die_after_two_files)
     sweep_dest = Location.of(dest).join(spec.name)
     assert len(storage.files(sweep_dest.join("v1"))) == 2
     assert not storage.exists(sweep_dest.join("v1", MANIFEST))
     with pytest.raises(PromotionError, match="no manifest.json"):
         resolve(str(sweep_dest))  # readers treat the half-copied folder as absent
 
-    done = promote(spec, to=dest)
+    done = promote_best(spec, to=dest)
     assert done is not None and done.created and done.version == "v1"
     assert cli.main(["verify", str(sweep_dest)]) == 0
 
@@ -215,7 +216,7 @@ def test_an_interrupted_copy_leaves_no_manifest_and_a_rerun_completes_it(
     assert cli.main(["verify", done.location.uri]) == 1
 
 
-def test_choose_skips_non_finite_metrics_and_deleted_checkpoints_and_breaks_ties() -> None:
+def test_best_report_skips_non_finite_metrics_and_deleted_checkpoints_and_breaks_ties() -> None:
     def row(trial: str, it: int, value: float, ckpt: str = "c") -> dict:
         return {
             "trial_id": trial,
@@ -233,6 +234,7 @@ def test_choose_skips_non_finite_metrics_and_deleted_checkpoints_and_breaks_ties
         row("e", 1, 0.3),
         row("f", 1, 0.5),
     ]
-    picked = choose(rows, "val_loss", "min", lambda path: not path.endswith("deleted"))
+    by_loss = Objective("val_loss", "min")
+    picked = best_report(rows, by_loss, lambda path: not path.endswith("deleted"))
     assert picked is not None and (picked["trial_id"], picked["training_iteration"]) == ("d", 1)
-    assert choose(rows[:2], "val_loss", "min", lambda path: True) is None
+    assert best_report(rows[:2], by_loss, lambda path: True) is None

@@ -128,7 +128,7 @@ def test_overrides_set_dotted_keys_and_space_distributions() -> None:
     )
     parsed = parse_spec(raw)
     assert parsed.search.num_samples == 20
-    assert parsed.base_job.optimizer.lr == 1e-4
+    assert parsed.job.optimizer.lr == 1e-4
     assert parsed.search.space["optimizer.lr"].loguniform == (1e-5, 1e-3)
     with pytest.raises(SpecError, match="KEY=VALUE"):
         apply_overrides(spec(), ["num_samples"])

@@ -19,8 +19,10 @@ import yaml
 
 from sweeps import cli
 from sweeps.errors import SpecError
-from sweeps.runner import BestTrial, best_trial, run_sweep, trial_table
+from sweeps.results.queries import SweepResults
+from sweeps.running.runner import run_sweep
 from sweeps.spec import SweepSpec, parse_spec
+from sweeps.store.promotion import BestTrial
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
@@ -64,14 +66,14 @@ def tiny_spec(model_dir: str, files: dict[str, str], storage: Path, **search: ob
 def assert_finished_with_the_true_best(
     spec: SweepSpec, best: BestTrial | None, trials: int
 ) -> list:
-    rows = trial_table(spec)
+    rows = SweepResults.of(spec).table()
     assert len(rows) == trials and all(r["status"] == "TERMINATED" for r in rows), rows
     assert best is not None
     pick = max if spec.search.mode == "max" else min
     top = pick(r["best"] for r in rows if r["best"] is not None and math.isfinite(r["best"]))
     assert best.metrics[spec.search.metric] == top
     assert best.params == next(r["params"] for r in rows if r["trial_id"] == best.trial_id)
-    assert best.checkpoint_path and Path(best.checkpoint_path, "model.safetensors").exists()
+    assert Path(best.checkpoint.path, "model.safetensors").exists()
     return rows
 
 
@@ -85,7 +87,7 @@ def tpe_sweep(
     """One tpe+asha sweep of 6 trials, shared by the tests that read it."""
     storage = tmp_path_factory.mktemp("tpe")
     spec = parse_spec(tiny_spec(tiny_model_dir, separable_files, storage))
-    return spec, run_sweep(spec), storage
+    return spec, run_sweep(spec).best, storage
 
 
 @pytest.mark.timeout(900)
@@ -100,14 +102,14 @@ def test_tpe_asha_sweep_finishes_picks_the_best_and_resumes_without_rerunning(
     train_runs = tmp_path / "tiny" / "train"
     mtimes = {p.name: os.path.getmtime(p) for p in train_runs.iterdir()}
     assert len(mtimes) == 6
-    again = run_sweep(spec)  # same name, same spec: resume; nothing is rerun
+    again = run_sweep(spec).best  # same name, same spec: resume; nothing is rerun
     assert again == best
     assert {p.name: os.path.getmtime(p) for p in train_runs.iterdir()} == mtimes
 
     changed = parse_spec(tiny_spec(tiny_model_dir, separable_files, tmp_path, num_samples=7))
     with pytest.raises(SpecError, match="num_samples"):
         run_sweep(changed)
-    assert best_trial(spec) == best
+    assert SweepResults.of(spec).best() == best
 
 
 def train_runs(folder: Path) -> dict[str, float]:
@@ -141,11 +143,11 @@ def test_grid_sweep_interrupted_by_ctrl_c_resumes_only_what_is_left(
     assert cli.wait(timeout=120) is not None
 
     spec = parse_spec(raw)
-    done = {r["trial_id"] for r in trial_table(spec) if r["status"] == "TERMINATED"}
+    done = {r["trial_id"] for r in SweepResults.of(spec).table() if r["status"] == "TERMINATED"}
     assert 2 <= len(done) < 6
     finished = {k: v for k, v in train_runs(runs).items() if k in done}
 
-    best = run_sweep(spec)  # the same sweep again: resumes
+    best = run_sweep(spec).best  # the same sweep again: resumes
     rows = assert_finished_with_the_true_best(spec, best, 6)
     points = sorted((r["params"]["optimizer.lr"], r["params"]["training.seed"]) for r in rows)
     assert points == sorted((lr, seed) for lr in (3e-3, 1e-5) for seed in (1, 2, 3))
@@ -187,7 +189,7 @@ def test_random_sweep_from_an_unchanged_wandb_file(
         "val_loss",
         "min",
     )
-    best = run_sweep(spec)
+    best = run_sweep(spec).best
     rows = assert_finished_with_the_true_best(spec, best, 6)
     assert all(1e-5 <= r["params"]["optimizer.lr"] <= 5e-3 for r in rows)
     assert {r["params"]["training.seed"] for r in rows} <= {1, 2}

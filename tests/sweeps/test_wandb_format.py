@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from sweeps.errors import SpecError
-from sweeps.search import define_by_run
+from sweeps.running.search import define_by_run
 from sweeps.spec import load_spec, parse_spec
-from sweeps.wandb_format import from_wandb
+from sweeps.spec.wandb_format import from_wandb
 
 WANDB_FILE = """
 program: train.py
@@ -48,7 +48,7 @@ def test_a_wandb_file_runs_as_the_equivalent_spec(tmp_path: Path) -> None:
         "max",
     )
     assert spec.trials == 12 and spec.search.seed == 7
-    assert spec.base_job.training.epochs == 2 and spec.base_job.data.builtin == "demo"
+    assert spec.job.training.epochs == 2 and spec.job.data.builtin == "demo"
     space = spec.search.space
     assert space["optimizer.lr"].loguniform == (1e-5, 1e-3)
     assert space["training.batch_size"].choice == (16, 32)

@@ -17,8 +17,11 @@ import ray
 import ray.tune
 import yaml
 
-from sweeps.results import ResultsLog, read_results
-from sweeps.runner import build_tuner, results_uri, run_sweep, trial_table, wandb_streamer
+from sweeps.results.queries import SweepResults
+from sweeps.results.results import ResultsLog
+from sweeps.running.callbacks import wandb_streamer
+from sweeps.running.runner import run_sweep
+from sweeps.running.tuner import build_tuner
 from sweeps.spec import parse_spec
 from tests.sweeps.test_contract import ITERATIONS, SPACES, cheap_trainable, sweep_spec
 from tests.sweeps.test_sweep_e2e import tiny_spec
@@ -50,9 +53,9 @@ def cheap_sweep(tmp_path: Path, wandb: dict[str, Any], trainable: Any = cheap_tr
     spec = spec.model_copy(
         update={"storage_path": str(tmp_path), "wandb": spec.wandb.model_copy(update=wandb)}
     )
-    folder = tmp_path / spec.name
-    callbacks: list[Any] = [ResultsLog(results_uri(spec), Nine())]
-    streamer = wandb_streamer(spec, Nine(), folder)
+    results = SweepResults.of(spec)
+    callbacks: list[Any] = [ResultsLog(results.uri, Nine())]
+    streamer = wandb_streamer(spec, Nine(), results.folder)
     if streamer is not None:
         callbacks.append(streamer)
     started = time.monotonic()
@@ -89,12 +92,14 @@ def test_offline_runs_mirror_every_trial_and_a_retried_trial_stays_one_run(tmp_p
     runs = offline_runs(tmp_path / "wb")
     trials = by_job_type(runs, "trial")
     assert len(trials) == 4 and len({r.run_id for r in trials}) == 4  # one run per trial
-    rows = read_results(results_uri(spec))
+    rows = SweepResults.of(spec).rows()
     for run in trials:
         trial_id = run.config["trial_id"]
         assert run.run_id == f"{spec.name}-{trial_id}" and run.name == f"{spec.name}/{trial_id}"
         assert run.group == "g1"
-        params = next(r["params"] for r in trial_table(spec) if r["trial_id"] == trial_id)
+        params = next(
+            r["params"] for r in SweepResults.of(spec).table() if r["trial_id"] == trial_id
+        )
         assert {k: run.config[k] for k in params} == params
         steps = [h["_step"] for h in run.history]
         assert steps == list(range(1, ITERATIONS + 1))  # every report once, retried or not
@@ -120,7 +125,7 @@ def test_offline_runs_mirror_every_trial_and_a_retried_trial_stays_one_run(tmp_p
 
 @pytest.mark.timeout(300)
 def test_unreachable_wandb_warns_and_the_sweep_finishes_in_bounded_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on port 9
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
@@ -128,8 +133,8 @@ def test_unreachable_wandb_warns_and_the_sweep_finishes_in_bounded_time(
         tmp_path, {"mode": "online", "dir": str(tmp_path / "wb"), "init_timeout_s": 5}
     )
     assert len(grid) == 4 and not grid.errors
-    assert all(r["status"] == "TERMINATED" for r in trial_table(spec))
-    assert "W&B logging stopped" in capsys.readouterr().out
+    assert all(r["status"] == "TERMINATED" for r in SweepResults.of(spec).table())
+    assert "W&B logging stopped" in caplog.text
     assert seconds < 90
 
 
@@ -142,7 +147,7 @@ def test_a_tiny_model_sweep_logs_resolved_jobs_and_every_report(
     raw["wandb"] = {"mode": "offline", "dir": str(tmp_path / "wb")}
     spec = parse_spec(raw)
     run_sweep(spec)
-    rows = read_results(results_uri(spec))
+    rows = SweepResults.of(spec).rows()
     trials = by_job_type(offline_runs(tmp_path / "wb"), "trial")
     assert len(trials) == 2
     for run in trials:

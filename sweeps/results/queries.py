@@ -1,0 +1,98 @@
+"""Queries over a sweep's results file: its trials, the trial table, and the best trial with the
+checkpoint of its best report. What `sweeps status`, `best`, the report, promotion and a
+finished `run_sweep` all read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sweeps.results.results import RESULTS_FILE, TrialSummary, params_of, read_results, summarize
+from sweeps.spec import SweepSpec
+from sweeps.store import storage
+from sweeps.store.promotion import BestTrial
+from sweeps.store.storage import Location
+from trainables.objective import Objective, is_finite_number
+from trainables.reporting import REPORTED_METRICS
+
+
+def best_report(
+    rows: list[dict[str, Any]],
+    objective: Objective,
+    checkpoint_exists: Callable[[str], bool],
+) -> dict[str, Any] | None:
+    """The report with the best finite target metric whose checkpoint still exists.
+
+    NaN and inf never win. Ties go to the earlier trial id, then the earlier report, so the
+    choice is deterministic.
+    """
+    best: dict[str, Any] | None = None
+    for row in sorted(rows, key=lambda r: (r["trial_id"], r["training_iteration"])):
+        if not objective.better(
+            row.get(objective.metric), best[objective.metric] if best else None
+        ):
+            continue
+        # Checkpoint retention may have deleted this report's checkpoint: never pick it.
+        ckpt = row.get("checkpoint_path")
+        if isinstance(ckpt, str) and checkpoint_exists(ckpt):
+            best = row
+    return best
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    """The results of one sweep, read from `<storage_path>/<name>/results.parquet`.
+
+    Args:
+        folder: Where the sweep lives.
+        objective: The sweep's target metric and direction (what "best" means by default).
+    """
+
+    folder: Location
+    objective: Objective
+
+    @classmethod
+    def of(cls, spec: SweepSpec) -> SweepResults:
+        """The results of the sweep `spec` describes."""
+        return cls(Location.of(spec.storage_path).join(spec.name), spec.objective)
+
+    @property
+    def uri(self) -> str:
+        """Where the results file lives."""
+        return self.folder.join(RESULTS_FILE).uri
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every report of every trial, oldest first."""
+        return read_results(self.uri)
+
+    def trials(self) -> list[TrialSummary]:
+        """One summary per trial, in first-report order."""
+        return summarize(self.rows(), self.objective)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per trial: id, status, stopped early, parameters, reports, best target."""
+        return [
+            {
+                "trial_id": t.trial_id,
+                "status": t.status,
+                "stopped_early": t.stopped_early,
+                "params": t.params,
+                "reports": t.reports,
+                "best": t.best,
+            }
+            for t in self.trials()
+        ]
+
+    def best(self, objective: Objective | None = None) -> BestTrial | None:
+        """The best report by `objective` (default the sweep's) that still has its checkpoint.
+
+        None when no trial reported a finite value of the metric with a checkpoint.
+        """
+        # Ray reports checkpoint paths on the sweep's filesystem, without scheme or options.
+        at = self.folder.at
+        row = best_report(self.rows(), objective or self.objective, lambda p: storage.exists(at(p)))
+        if row is None:
+            return None
+        metrics = {k: float(row[k]) for k in REPORTED_METRICS if is_finite_number(row.get(k))}
+        return BestTrial(row["trial_id"], params_of(row), metrics, at(row["checkpoint_path"]))

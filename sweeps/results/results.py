@@ -1,0 +1,207 @@
+"""Every trial's history in one Parquet file per sweep: the single source for `status`, `best`
+and the report.
+
+One row per report: `trial_id`, `trial_status` (as of the last write), `stopped_early`,
+`training_iteration`, `timestamp`, every reported metric, `checkpoint_path`, and the trial's
+parameters as `param.<dotted key>` columns. The file is rewritten (atomically) as results arrive,
+so a sweep that is interrupted keeps what it reported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray.tune import Callback
+
+from sweeps.store import storage
+from sweeps.store.storage import Location
+from trainables.objective import Objective
+
+RESULTS_FILE = "results.parquet"
+PARAM_PREFIX = "param."
+# Tune's bookkeeping in every result that is not a metric of the trial.
+TUNE_KEYS = frozenset(
+    {"config", "trial_id", "experiment_tag", "date", "hostname", "node_ip", "pid", "done"}
+    | {"time_since_restore", "iterations_since_restore", "timesteps_since_restore"}
+    | {"timesteps_total", "episodes_total", "experiment_id", "should_checkpoint"}
+    | {"checkpoint_dir_name", "time_this_iter_s", "time_total_s"}
+)
+
+#: A trial's params -> the reports its job makes unless something stops it early. Picklable:
+#: Tune saves the callbacks holding one with the sweep's state.
+Planned = Callable[[dict[str, Any]], int]
+
+
+def ended_early(reports: int, params: dict[str, Any], planned: Planned | None) -> bool:
+    """Whether a trial that ended after `reports` reports stopped before its plan's end."""
+    return bool(planned is not None and reports < planned(params))
+
+
+def read_results(uri: str) -> list[dict[str, Any]]:
+    """The rows of a sweep's results file, oldest first; [] when it does not exist yet."""
+    loc = Location.of(uri)
+    if not storage.exists(loc):
+        return []
+    fs, path = loc.filesystem()
+    with fs.open_input_file(path) as handle:
+        return pq.read_table(handle).to_pylist()
+
+
+def write_results(uri: str, rows: list[dict[str, Any]]) -> None:
+    """Writes rows atomically: a reader sees the old file or the new one, never a part."""
+    columns: dict[str, list[Any]] = {}
+    for key in sorted({k for row in rows for k in row}):
+        values = [row.get(key) for row in rows]
+        present = [v for v in values if v is not None]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+        if key.startswith(PARAM_PREFIX) and not numeric:
+            values = [
+                None if v is None else json.dumps(v) if not isinstance(v, str) else v
+                for v in values
+            ]
+        columns[key] = values
+    table = pa.table(columns) if rows else pa.table({"trial_id": pa.array([], pa.string())})
+    fs, path = Location.of(uri).filesystem()
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    temporary = f"{path}.tmp-{time.time_ns()}"
+    with fs.open_output_stream(temporary) as handle:
+        pq.write_table(table, handle)
+    fs.move(temporary, path)
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial as the results file tells it."""
+
+    trial_id: str
+    status: str
+    stopped_early: bool
+    params: dict[str, Any]
+    reports: int
+    best: float | None
+    last: dict[str, Any]
+
+    @property
+    def score(self) -> float:
+        """`best`, for trials known to have one."""
+        if self.best is None:
+            raise ValueError(f"trial {self.trial_id} reported no finite target metric")
+        return self.best
+
+
+def summarize(rows: list[dict[str, Any]], objective: Objective) -> list[TrialSummary]:
+    """One `TrialSummary` per trial, in first-report order."""
+    by_trial: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_trial.setdefault(row["trial_id"], []).append(row)
+    out = []
+    for trial_id, history in by_trial.items():
+        last = history[-1]
+        out.append(
+            TrialSummary(
+                trial_id=trial_id,
+                status=str(last.get("trial_status")),
+                stopped_early=bool(last.get("stopped_early")),
+                params=params_of(last),
+                reports=len(history),
+                best=objective.best(r.get(objective.metric) for r in history),
+                last=last,
+            )
+        )
+    return out
+
+
+def params_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The trial parameters a results row carries."""
+    return {
+        k.removeprefix(PARAM_PREFIX): v
+        for k, v in row.items()
+        if k.startswith(PARAM_PREFIX) and v is not None
+    }
+
+
+class ResultsLog(Callback):
+    """A Tune callback that keeps `uri` (a Parquet file) equal to every report so far.
+
+    Args:
+        uri: Where the file lives (a local path or a pyarrow filesystem URI).
+        planned: A trial's config -> the reports it makes unless stopped early (picklable).
+        every_s: Rewrites at most this often on results; always on a trial's end.
+    """
+
+    def __init__(self, uri: str, planned: Planned | None = None, every_s: float = 5.0) -> None:
+        self.uri, self.planned, self.every_s = uri, planned, every_s
+        self._rows: dict[tuple[str, int], dict[str, Any]] = {}
+        self._status: dict[str, tuple[str, bool]] = {}
+        self._last_write = 0.0
+        self._loaded = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune saves callbacks with the sweep's state; the rows live in the file.
+        return {"uri": self.uri, "planned": self.planned, "every_s": self.every_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        # A resumed sweep keeps the rows of its earlier runs.
+        for row in read_results(self.uri):
+            self._rows[(row["trial_id"], row["training_iteration"])] = row
+            self._status[row["trial_id"]] = (row["trial_status"], bool(row["stopped_early"]))
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._load()
+        self._status[trial.trial_id] = ("RUNNING", False)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self._load()
+        row = {k: v for k, v in result.items() if k not in TUNE_KEYS and not isinstance(v, dict)}
+        row |= {PARAM_PREFIX + k: v for k, v in trial.config.items()}
+        row["trial_id"] = trial.trial_id
+        # A trial resumed from a checkpoint may report an iteration again: the newest wins.
+        self._rows[(trial.trial_id, int(result.get("training_iteration", 0)))] = row
+        if time.monotonic() - self._last_write >= self.every_s:
+            self.flush()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._load()
+        reports = (trial.last_result or {}).get("training_iteration", 0)
+        self._status[trial.trial_id] = (
+            "TERMINATED",
+            ended_early(reports, dict(trial.config), self.planned),
+        )
+        self.flush()
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._load()
+        self._status[trial.trial_id] = ("ERROR", False)
+        self.flush()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._load()
+        for trial in trials:
+            if trial.status not in ("TERMINATED", "ERROR"):
+                self._status[trial.trial_id] = (trial.status, False)
+        self.flush()
+
+    def flush(self) -> None:
+        """Rewrites the file with every row so far."""
+        rows = []
+        for (trial_id, _), row in sorted(
+            self._rows.items(), key=lambda kv: (kv[1].get("timestamp", 0), kv[0])
+        ):
+            status, early = self._status.get(trial_id, ("RUNNING", False))
+            rows.append(row | {"trial_status": status, "stopped_early": early})
+        write_results(self.uri, rows)
+        self._last_write = time.monotonic()

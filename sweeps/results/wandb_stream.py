@@ -1,0 +1,356 @@
+"""Streams a sweep to Weights & Biases from the sweep's driver: one W&B run per trial, one for
+the sweep.
+
+Each trial's run is named and identified from the sweep name and trial id, so a retried or
+resumed trial continues its own run (`resume="allow"`); it is grouped by sweep, its config is the
+trial's resolved job, every report is a history row at the loop's optimizer step, and its
+summary holds the final and best metrics. Logging happens once per trial, on the driver, never
+from DDP ranks. All W&B calls run on one background thread: a slow, failing or unreachable W&B
+costs a warning, never the sweep, and the sweep's end waits for W&B at most `finish_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import netrc
+import os
+import queue
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from ray.tune import Callback
+
+from sweeps.results.results import TUNE_KEYS, Planned, ended_early
+from sweeps.spec import WandbSpec
+from sweeps.store import storage
+from sweeps.store.storage import Location
+from trainables.objective import Objective
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["online", "offline", "disabled"]
+_SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|credential|access[_-]?key)", re.I)
+_STOP = object()
+
+
+def redact(tree: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a (flat or nested) mapping with every secret-looking key's value masked."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if _SECRET_KEY.search(str(key)):
+            out[key] = "***"
+        elif isinstance(value, dict):
+            out[key] = redact(value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_mode(mode: Mode | None) -> tuple[Mode, str | None]:
+    """The W&B mode to use and, when we chose offline for the user, a line saying so.
+
+    The spec's mode wins, then `WANDB_MODE`; with neither, online needs an API key
+    (`WANDB_API_KEY` or `~/.netrc`), and without one the sweep logs offline.
+    """
+    if mode:
+        return mode, None
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env:
+        return (
+            "offline"
+            if env in ("offline", "dryrun")
+            else "disabled"
+            if env == "disabled"
+            else "online"
+        ), None
+    if os.environ.get("WANDB_API_KEY") or _netrc_has_key():
+        return "online", None
+    return "offline", "no W&B API key found: logging offline"
+
+
+def _netrc_has_key() -> bool:
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def run_id(sweep: str, trial_id: str) -> str:
+    """A W&B run id from the sweep name and trial id: stable across retries and resumes."""
+    text = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{sweep}-{trial_id}")
+    if len(text) <= 64:
+        return text
+    return f"{text[:47]}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """What a `WandbStreamer` logs and where.
+
+    Attributes:
+        sweep: The sweep's name (run ids, names and the default group derive from it).
+        mode: online or offline (see `resolve_mode`).
+        directory: Where W&B keeps run files (`<directory>/wandb/`).
+        wandb: The spec's W&B section (project, entity, group, tags, timeouts).
+        objective: The target metric and direction (each run's `best_<metric>` summary).
+        job_config: Trial params -> the trial's resolved job, flat and dotted (picklable).
+        planned: Trial params -> the reports it makes unless stopped early (picklable).
+        sweep_config: What the sweep-level run records as its config (method, space, ...).
+    """
+
+    sweep: str
+    mode: Mode
+    directory: str
+    wandb: WandbSpec
+    objective: Objective
+    job_config: Callable[[dict[str, Any]], dict[str, Any]]
+    planned: Planned | None
+    sweep_config: dict[str, Any]
+
+
+class WandbStreamer(Callback):
+    """A Tune callback that mirrors every trial into W&B (see the module docstring).
+
+    Args:
+        config: What to log and where.
+    """
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._runs: dict[str, Any] = {}
+        self._trials: dict[str, dict[str, Any]] = {}
+        self._broken = False
+
+    @property
+    def mode(self) -> Mode:
+        return self.config.mode
+
+    @property
+    def directory(self) -> str:
+        return self.config.directory
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}  # threads and open runs are not part of the sweep's state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
+
+    # Tune's side: only enqueue, never wait on W&B.
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._put("start", trial.trial_id, dict(trial.config))
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        metrics = {
+            k: v
+            for k, v in result.items()
+            if k not in TUNE_KEYS
+            and k not in ("training_iteration", "timestamp")  # W&B keeps its own _timestamp
+            and isinstance(v, (int, float))
+            and not isinstance(v, bool)
+        }
+        step = int(result.get("step", result.get("training_iteration", 0)))
+        self._put("log", trial.trial_id, dict(trial.config), metrics, step, result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._put("finish", trial.trial_id, "TERMINATED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._put("finish", trial.trial_id, "ERROR")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        statuses = {t.trial_id: t.status for t in trials}
+        self._put("sweep", statuses)
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(self.config.wandb.finish_timeout_s)
+            if self._thread.is_alive():
+                logger.warning(
+                    "W&B did not finish within %.0f s; the sweep's own results are complete, "
+                    "W&B may miss its last rows",
+                    self.config.wandb.finish_timeout_s,
+                )
+
+    def _put(self, *event: Any) -> None:
+        if self.config.mode == "disabled" or self._broken:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="wandb-stream", daemon=True)
+            self._thread.start()
+        self._queue.put(event)
+
+    # The W&B side: one thread, every call guarded.
+    def _work(self) -> None:
+        while (event := self._queue.get()) is not _STOP:
+            if self._broken:
+                continue
+            try:
+                getattr(self, f"_{event[0]}")(*event[1:])
+            except Exception as exc:
+                self._broken = True
+                logger.warning("W&B logging stopped (%s); the sweep goes on without it", exc)
+
+    def _init(self, name: str, run: str, config: dict[str, Any], job_type: str) -> Any:
+        c = self.config
+        return init_run(
+            c.wandb,
+            c.sweep,
+            run,
+            c.mode,
+            c.directory,
+            name=name,
+            job_type=job_type,
+            config=redact(config),
+            tags=list(c.wandb.tags),
+            console="off",
+            save_code=False,
+            disable_git=True,
+            x_disable_stats=True,
+        )
+
+    def _start(self, trial_id: str, params: dict[str, Any]) -> None:
+        if trial_id in self._runs:
+            return  # a retried trial goes on logging into its run
+        sweep = self.config.sweep
+        config = self.config.job_config(params) | {"sweep": sweep, "trial_id": trial_id}
+        self._runs[trial_id] = self._init(
+            f"{sweep}/{trial_id}", run_id(sweep, trial_id), config, "trial"
+        )
+        self._trials.setdefault(trial_id, {"params": params, "reports": 0, "last_step": -1})
+
+    def _log(
+        self,
+        trial_id: str,
+        params: dict[str, Any],
+        metrics: dict[str, Any],
+        step: int,
+        result: dict[str, Any],
+    ) -> None:
+        self._start(trial_id, params)
+        state = self._trials[trial_id]
+        # A trial resumed from a checkpoint may repeat a step W&B already has.
+        if step <= state["last_step"]:
+            return
+        self._runs[trial_id].log(metrics, step=step)
+        state["last_step"] = step
+        state["reports"] = int(result.get("training_iteration", state["reports"] + 1))
+        state["epochs"] = result.get("epoch")
+        if self.config.objective.better(
+            value := metrics.get(self.config.objective.metric), state.get("best")
+        ):
+            state["best"] = value
+
+    def _finish(self, trial_id: str, status: str) -> None:
+        run = self._runs.pop(trial_id, None)
+        state = self._trials.setdefault(trial_id, {"params": {}, "reports": 0, "last_step": -1})
+        state["status"] = status
+        planned = self.config.planned if state["params"] else None
+        state["stopped_early"] = ended_early(state["reports"], state["params"], planned)
+        if run is None:
+            return
+        run.summary[f"best_{self.config.objective.metric}"] = state.get("best")
+        run.summary["status"] = status
+        run.summary["stopped_early"] = state["stopped_early"]
+        run.summary["reports"] = state["reports"]
+        run.finish(exit_code=0 if status == "TERMINATED" else 1)
+
+    def _sweep(self, statuses: dict[str, str]) -> None:
+        import wandb
+
+        c = self.config
+        metric = c.objective.metric
+        for trial_id in list(self._runs):
+            self._finish(trial_id, statuses.get(trial_id, "UNFINISHED"))
+        keys = sorted({k for s in self._trials.values() for k in s["params"]})
+        columns = [
+            "trial_id",
+            "status",
+            f"best_{metric}",
+            "reports",
+            "epochs",
+            "stopped_by_scheduler",
+            *keys,
+        ]
+        table = wandb.Table(columns=columns)
+        best_id, best_value = None, None
+        for trial_id, state in sorted(self._trials.items()):
+            value = state.get("best")
+            table.add_data(
+                trial_id,
+                statuses.get(trial_id, state.get("status")),
+                value,
+                state["reports"],
+                state.get("epochs"),
+                state.get("stopped_early", False),
+                *[_cell(state["params"].get(k)) for k in keys],
+            )
+            if c.objective.better(value, best_value):
+                best_id, best_value = trial_id, value
+        run = self._init(f"{c.sweep} (sweep)", run_id(c.sweep, "sweep"), c.sweep_config, "sweep")
+        run.log({"trials": table})
+        run.summary["best_trial_id"] = best_id
+        run.summary[f"best_{metric}"] = best_value
+        run.summary["trial_count"] = len(self._trials)
+        run.finish()
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool)) or value is None else str(value)
+
+
+def init_run(
+    spec: WandbSpec, sweep: str, run: str, mode: Mode, directory: str | None, **more: Any
+) -> Any:
+    """`wandb.init` of one run of a sweep (resumed if it exists), grouped by sweep.
+
+    `more` goes to `wandb.init`, except keys that are `wandb.Settings` fields."""
+    import wandb
+
+    settings = {k: more.pop(k) for k in list(more) if k in wandb.Settings.model_fields}
+    return wandb.init(
+        project=spec.project,
+        entity=spec.entity,
+        group=spec.group or sweep,
+        id=run,
+        resume="allow",
+        dir=directory,
+        mode=mode,
+        reinit="create_new",
+        settings=wandb.Settings(init_timeout=spec.init_timeout_s, silent=True, **settings),
+        **more,
+    )
+
+
+def log_model_artifact(
+    spec: WandbSpec, *, sweep: str, trial_id: str, version: str, folder: Location
+) -> None:
+    """A promoted model as a W&B model artifact on its trial's run; W&B failing only warns."""
+    mode, _ = resolve_mode(spec.mode)
+    if mode == "disabled":
+        return
+    try:
+        import wandb
+
+        run = init_run(spec, sweep, run_id(sweep, trial_id), mode, spec.dir)
+        with tempfile.TemporaryDirectory(prefix="artifact-") as local:
+            for name in storage.files(folder):
+                storage.copy_file(folder.join(name), Location.of(local).join(name))
+            artifact = wandb.Artifact(
+                f"{sweep}-model", type="model", metadata={"promoted_to": str(folder)}
+            )
+            artifact.add_dir(local)
+            run.log_artifact(artifact, aliases=["best", version])
+            run.finish()
+    except Exception as exc:  # W&B must never fail a promotion that already landed
+        logger.warning("W&B model artifact not logged: %s", exc)

@@ -1,0 +1,91 @@
+"""The sweep's own Tune callbacks beside the results file and progress line: W&B streaming, and
+promotion whenever a trial reports a better checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune import Callback
+
+from sweeps.errors import PromotionError
+from sweeps.results.results import Planned, ResultsLog
+from sweeps.results.wandb_stream import StreamConfig, WandbStreamer, resolve_mode
+from sweeps.spec import ResolvedJob, SweepSpec
+from sweeps.store.promotion import Promotion
+from sweeps.store.storage import Location
+from trainables.objective import Objective
+
+logger = logging.getLogger(__name__)
+
+
+class PromoteOnImprovement(Callback):
+    """Promotes whenever a trial reports a checkpoint better than the last one promoted.
+
+    Args:
+        objective: What "better" means for promotion.
+        results: The sweep's results log (promotion reads the results file it writes).
+        promote: Promotes the sweep's best checkpoint (picklable: Tune saves callbacks).
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        results: ResultsLog,
+        promote: Callable[[], Promotion | None],
+    ) -> None:
+        self.objective, self.results, self.promote = objective, results, promote
+        self.best: float | None = None
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        value = self.objective.value_of(result)
+        if not result.get("checkpoint_path") or not self.objective.better(value, self.best):
+            return
+        self.best = value
+        self.results.flush()  # promotion reads the results file: this report must be in it
+        try:
+            log_promotion(self.promote(), self.objective.metric)
+        except PromotionError as exc:  # the sweep goes on; the end of the sweep tries again
+            logger.warning("promotion failed: %s", exc)
+
+
+def log_promotion(done: Promotion | None, metric: str) -> None:
+    """One line on what a promotion did."""
+    if done is None:
+        logger.info("nothing to promote: no checkpoint with a finite %s", metric)
+    elif done.created:
+        logger.info("promoted trial %s to %s", done.manifest["trial_id"], done.location)
+    else:
+        logger.info("already promoted: %s holds this checkpoint", done.location)
+
+
+def wandb_streamer(
+    spec: SweepSpec, planned: Planned | None, folder: Location
+) -> WandbStreamer | None:
+    """The sweep's W&B callback, or None when W&B is disabled."""
+    mode, note = resolve_mode(spec.wandb.mode)
+    if mode == "disabled":
+        return None
+    # W&B writes run files locally: beside the sweep on local storage, else ./wandb.
+    directory = spec.wandb.dir or (folder.path if folder.is_local else ".")
+    if note:
+        logger.info("%s; run files go to %s/wandb", note, directory)
+    return WandbStreamer(
+        StreamConfig(
+            sweep=spec.name,
+            mode=mode,
+            directory=directory,
+            wandb=spec.wandb,
+            objective=spec.objective,
+            job_config=ResolvedJob(spec.job),
+            planned=planned,
+            sweep_config={
+                "sweep": spec.name,
+                "search": spec.search.model_dump(mode="json", exclude_none=True),
+                "scheduler": spec.scheduler.model_dump(mode="json", exclude_none=True),
+            },
+        )
+    )

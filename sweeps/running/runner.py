@@ -1,0 +1,152 @@
+"""Runs (or resumes) a sweep on Ray Tune: preflight, placement, the results file and callbacks,
+the per-trial driver, the Tuner, and promotion at the end. Returns what happened; prints
+nothing (the CLI does)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+import ray
+import ray.tune
+from ray.tune import Callback
+
+from sweeps.errors import SpecError
+from sweeps.results.progress import SweepProgress
+from sweeps.results.queries import SweepResults
+from sweeps.results.results import ResultsLog, TrialSummary
+from sweeps.running.callbacks import PromoteOnImprovement, log_promotion, wandb_streamer
+from sweeps.running.placement import max_evaluations, preflight
+from sweeps.running.promoting import promote_best
+from sweeps.running.resume import is_resume, save_spec
+from sweeps.running.trial import make_trial_driver
+from sweeps.running.tuner import build_tuner
+from sweeps.spec import PlannedReports, SweepSpec
+from sweeps.store import storage
+from sweeps.store.promotion import BestTrial, Promotion
+from sweeps.store.storage import Location
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What a run of a sweep left behind.
+
+    Attributes:
+        best: The best trial by the sweep's objective and its checkpoint; None if no trial
+            reported a finite target metric with a checkpoint.
+        promotion: What the end-of-sweep promotion did, when the spec promotes.
+        trials: Every trial as the results file tells it.
+        planned_trials: Trials the spec asks for.
+        wandb_offline_runs: A glob of the offline W&B run folders to `wandb sync`, if offline.
+    """
+
+    best: BestTrial | None
+    promotion: Promotion | None
+    trials: list[TrialSummary]
+    planned_trials: int
+    wandb_offline_runs: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether every planned trial ended (completed or errored)."""
+        ended = [t for t in self.trials if t.status in ("TERMINATED", "ERROR")]
+        return len(ended) == len(self.trials) >= self.planned_trials
+
+
+def run_sweep(
+    spec: SweepSpec,
+    restart: bool = False,
+    callbacks: Sequence[Callback] = (),
+    progress: TextIO | None = None,
+) -> SweepOutcome:
+    """Runs (or resumes) a sweep.
+
+    A sweep whose name exists under the storage path resumes: finished trials are not rerun.
+
+    Args:
+        spec: The sweep.
+        restart: Discard an existing sweep of this name first.
+        callbacks: More Tune callbacks (benchmarks' clocks, tests' probes).
+        progress: Where a `SweepProgress` line goes on every change; None prints nothing.
+            Tune's own trial table is always off.
+
+    Raises:
+        FinetuneError: on bad input (spec, data, model, resources, storage), before any trial.
+    """
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    placement = preflight(spec)
+    results = SweepResults.of(spec)
+    folder = results.folder
+    try:
+        if restart:
+            storage.delete(folder)
+        resuming = is_resume(folder, spec)
+    except OSError as exc:
+        raise SpecError(f"storage_path: cannot use {folder}: {exc}") from None
+
+    planned = PlannedReports(spec.job, placement.train_rows)
+    results_log = ResultsLog(results.uri, planned)
+    all_callbacks: list[Callback] = [results_log, *callbacks]
+    streamer = wandb_streamer(spec, planned, folder)
+    if streamer is not None:
+        all_callbacks.append(streamer)
+    if spec.promote and spec.promote.when == "improvement":
+        promote = functools.partial(promote_best, spec)
+        all_callbacks.append(PromoteOnImprovement(spec.promotion_objective, results_log, promote))
+    if progress is not None:
+        all_callbacks.append(
+            SweepProgress(spec.name, spec.objective, spec.trials, planned, progress)
+        )
+
+    driver = ray.tune.with_resources(
+        make_trial_driver(spec.job, folder.join("train").uri),
+        # Tune refuses an empty request; a token of memory keeps the driver off the CPUs,
+        # which the trial's Train workers hold. `driver_resources` pins it (e.g. to on-demand
+        # nodes, so a spot reclaim never kills a trial's driver).
+        {"CPU": 0, "memory": 1 << 20, **spec.driver_resources},
+    )
+    if resuming and ray.tune.Tuner.can_restore(folder.uri):
+        tuner = _restore(folder, driver, all_callbacks)
+    else:
+        save_spec(folder, spec)
+        tuner = build_tuner(
+            spec,
+            driver,
+            max_t=max_evaluations(spec, placement.train_rows),
+            max_concurrent=placement.max_concurrent,
+            storage=Location.of(spec.storage_path).uri,
+            callbacks=all_callbacks,
+            quiet=True,
+        )
+    tuner.fit()
+
+    promotion = promote_best(spec) if spec.promote else None
+    if spec.promote:
+        log_promotion(promotion, spec.promotion_objective.metric)
+    offline = None
+    if streamer is not None and streamer.mode == "offline":
+        offline = f"{streamer.directory}/wandb/offline-run-*"
+    return SweepOutcome(
+        best=results.best(),
+        promotion=promotion,
+        trials=results.trials(),
+        planned_trials=spec.trials,
+        wandb_offline_runs=offline,
+    )
+
+
+def _restore(folder: Location, driver: object, callbacks: list[Callback]) -> ray.tune.Tuner:
+    tuner = ray.tune.Tuner.restore(folder.uri, driver, resume_errored=True)
+    # The saved experiment state holds the first run's callbacks; this run's replace them.
+    # Private API (`Tuner._local_tuner`, checked against Ray 2.60.0): `Tuner.restore` takes no
+    # callbacks and the run config has no public setter.
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.callbacks = list(callbacks)
+    run_config.verbose = 0
+    return tuner

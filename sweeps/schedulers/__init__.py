@@ -1,6 +1,0 @@
-"""Trial schedulers, one module each, behind `make_scheduler(spec, metric, mode, max_t)`."""
-
-from sweeps.schedulers import asha, fifo, hyperband, median  # noqa: F401  (registration)
-from sweeps.schedulers.base import TIME_ATTR, make_scheduler, schedulers
-
-__all__ = ["TIME_ATTR", "make_scheduler", "schedulers"]

@@ -1,6 +1,0 @@
-"""Search methods, one module each, behind `make_sampler(name, space, seed)`."""
-
-from sweeps.search import gp, grid, random, tpe  # noqa: F401  (registration)
-from sweeps.search.base import define_by_run, make_sampler, methods
-
-__all__ = ["define_by_run", "make_sampler", "methods"]

@@ -1,0 +1,275 @@
+"""The sweep spec: one YAML file describing a whole sweep, typed and validated.
+
+    name: laptop
+    storage_path: ./results/sweeps
+    wandb:      {project: finetune-sweeps, tags: [laptop]}              # optional
+    job:        {model: ..., data: ..., training: ..., scaling: ...}   # a fine-tuning job
+    search:     {method: tpe, metric: val_accuracy, mode: max, num_samples: 8,
+                 space: {optimizer.lr: {loguniform: [1.0e-5, 3.0e-4]}}}
+    scheduler:  {name: asha, grace_period: 1, reduction_factor: 3}
+    promote:    {to: s3://models/sweeps, when: end}                     # optional
+
+`job` is a `trainables.FinetuneConfig` (less `name` and `storage_path`, which the sweep sets per
+trial); every key of `search.space` is a dotted path into it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
+
+from sweeps.errors import SpecError
+from sweeps.spec.dotted import SWEEP_SET_FIELDS, apply_overrides, field_paths
+from sweeps.spec.jobs import apply_params
+from sweeps.spec.space import Param, grid_size
+from sweeps.spec.wandb_format import from_wandb, is_wandb_sweep
+from trainables.config import (
+    FinetuneConfig,
+    TrainingConfig,
+    format_validation_error,
+    read_yaml_mapping,
+)
+from trainables.errors import ConfigError
+from trainables.objective import Objective
+from trainables.reporting import REPORTED_METRICS
+
+SEARCH_METHODS = ("grid", "random", "tpe", "gp")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSpec(_Section):
+    """What to try: method, target metric, space and budget."""
+
+    method: Literal["grid", "random", "tpe", "gp"] = "tpe"
+    metric: str = "val_accuracy"
+    mode: Literal["min", "max"] = "max"
+    space: dict[str, Param] = Field(default_factory=dict)
+    num_samples: int | None = Field(default=None, ge=1, le=100_000)
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+    time_budget_s: float | None = Field(default=None, gt=0)
+    gpu_hours_budget: float | None = Field(default=None, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchSpec:
+        if self.metric not in REPORTED_METRICS or self.metric.startswith("test_"):
+            selectable = [m for m in REPORTED_METRICS if not m.startswith("test_")]
+            raise ValueError(
+                f"search.metric: {self.metric!r} is not reported by the trainable (test "
+                f"metrics are never used for selection); choose one of {selectable}"
+            )
+        if self.method == "grid":
+            continuous = [k for k, p in self.space.items() if not _enumerable(p)]
+            if continuous:
+                raise ValueError(
+                    f"search.method: grid needs finite values; {continuous} are continuous ranges "
+                    f"(use choice/grid values, or method random/tpe/gp)"
+                )
+        elif any(p.grid is not None for p in self.space.values()):
+            raise ValueError(f"search.space: grid values need method: grid, not {self.method!r}")
+        return self
+
+
+def _enumerable(param: Param) -> bool:
+    try:
+        param.values()
+    except ValueError:
+        return False
+    return True
+
+
+class SchedulerSpec(_Section):
+    """When to stop trials early. Units are evaluations (reports) of a trial."""
+
+    name: Literal["fifo", "asha", "hyperband", "median"] = "fifo"
+    grace_period: int = Field(default=1, ge=1)
+    reduction_factor: float = Field(default=3, gt=1)
+    max_t: int | None = Field(default=None, ge=1)
+
+
+class WandbSpec(_Section):
+    """Where trials stream in W&B. No `mode`: `WANDB_MODE`, else online with an API key and
+    offline without one."""
+
+    project: str = "finetune-sweeps"
+    entity: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    mode: Literal["online", "offline", "disabled"] | None = None
+    dir: str | None = None
+    init_timeout_s: float = Field(default=30.0, gt=0)
+    finish_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class PromoteSpec(_Section):
+    """Where the best checkpoint goes (`DEST/<sweep>/v<N>/`, see `sweeps.store.promotion`).
+
+    `metric`/`mode` default to the search's; `when: improvement` promotes whenever a trial
+    reports a better checkpoint, `end` once when the sweep ends.
+    """
+
+    to: str
+    metric: str | None = None
+    mode: Literal["max", "min"] | None = None
+    when: Literal["end", "improvement"] = "end"
+    wandb_artifact: bool = False
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> PromoteSpec:
+        selectable = [m for m in REPORTED_METRICS if not m.startswith("test_")]
+        if self.metric is not None and self.metric not in selectable:
+            raise ValueError(
+                f"promote.metric: {self.metric!r} is not a metric to select by; one of "
+                + ", ".join(sorted(selectable))
+            )
+        return self
+
+
+class SweepSpec(_Section):
+    """A whole sweep. See the module docstring for the YAML shape."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    storage_path: str = "./results/sweeps"
+    job: FinetuneConfig
+    search: SearchSpec = SearchSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    wandb: WandbSpec = WandbSpec()
+    promote: PromoteSpec | None = None
+    # Custom Ray resources each trial's driver asks for (a resource only on-demand nodes define).
+    driver_resources: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sweep_sets_name_and_storage(cls, raw: Any) -> Any:
+        job = raw.get("job") if isinstance(raw, dict) else None
+        if not isinstance(job, dict):
+            return raw
+        for reserved in SWEEP_SET_FIELDS:
+            if reserved in job:
+                raise ValueError(f"job.{reserved} is set by the sweep; remove it from job")
+        return _monitor_the_target(raw)
+
+    @field_serializer("job")
+    def _job_without_what_the_sweep_sets(
+        self, job: FinetuneConfig, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # A dumped spec validates again: the per-trial fields are not part of it.
+        return job.model_dump(
+            mode=info.mode,
+            exclude=set(SWEEP_SET_FIELDS),
+            exclude_none=info.exclude_none,
+            exclude_defaults=info.exclude_defaults,
+        )
+
+    @model_validator(mode="after")
+    def _job_and_space_fit(self) -> SweepSpec:
+        if self.search.gpu_hours_budget and not (
+            self.job.scaling.gpus_per_worker or "scaling.gpus_per_worker" in self.search.space
+        ):
+            raise ValueError(
+                "search.gpu_hours_budget: the job requests no GPUs (job.scaling.gpus_per_worker)"
+            )
+        fields = field_paths()
+        for key, param in self.search.space.items():
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=3)
+                raise ValueError(
+                    f"search.space.{key}: not a field of the job"
+                    + (f"; did you mean {', '.join(close)}?" if close else "")
+                )
+            for cond in param.when or {}:
+                if cond not in fields:
+                    raise ValueError(f"search.space.{key}.when: {cond!r} is not a field of the job")
+            for value in param.bounds_samples():
+                apply_params(self.job, {key: value}, source=f"search.space.{key} (value {value!r})")
+        return self
+
+    @property
+    def objective(self) -> Objective:
+        """The search's target metric and direction."""
+        return Objective(self.search.metric, self.search.mode)
+
+    @property
+    def promotion_objective(self) -> Objective:
+        """What promotion ranks checkpoints by: `promote.metric`/`mode`, else the search's."""
+        metric = self.promote.metric if self.promote else None
+        mode = self.promote.mode if self.promote else None
+        return Objective(metric or self.search.metric, mode or self.search.mode)
+
+    @property
+    def grid_points(self) -> int:
+        return grid_size(self.search.space)
+
+    @property
+    def trials(self) -> int:
+        """Trials to run: the whole grid (or `num_samples` of its points), else num_samples
+        (8 when not given)."""
+        if self.search.method == "grid":
+            return min(self.grid_points, self.search.num_samples or self.grid_points)
+        return self.search.num_samples or 8
+
+    def sha256(self) -> str:
+        """SHA-256 of the sweep as it runs (where it logs and promotes left out)."""
+        what_runs = {k: v for k, v in self.as_mapping().items() if k not in ("wandb", "promote")}
+        return hashlib.sha256(yaml.safe_dump(what_runs, sort_keys=True).encode()).hexdigest()
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The spec as YAML-ready data that `parse_spec` reads back to an equal spec."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
+    """Validates a mapping into a `SweepSpec`, W&B sweep format included.
+
+    Raises:
+        SpecError: naming every offending key.
+    """
+    if is_wandb_sweep(raw):
+        raw = from_wandb(raw, default_name=Path(source).stem)
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, source, root=SweepSpec)) from None
+    except ConfigError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+
+
+def _monitor_the_target(raw: dict[str, Any]) -> dict[str, Any]:
+    """Unless the job says otherwise, trials keep (and early-stop on) the sweep's target metric,
+    so checkpoint retention never deletes the checkpoint that makes a trial the best."""
+    search = raw.get("search") or {}
+    metric = search.get("metric", SearchSpec().metric) if isinstance(search, dict) else None
+    job = raw.get("job")
+    monitorable = get_args(TrainingConfig.model_fields["monitor"].annotation)
+    if not isinstance(job, dict) or metric not in monitorable:
+        return raw
+    training = job.get("training") or {}
+    if not isinstance(training, dict) or "monitor" in training:
+        return raw
+    return {**raw, "job": {**job, "training": {**training, "monitor": metric}}}
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
+    """Reads a sweep YAML, applies `--set` overrides and validates it."""
+    raw = read_yaml_mapping(path, "spec", SpecError)
+    if is_wandb_sweep(raw):
+        # Overrides name this package's keys, so they apply after the translation.
+        raw = from_wandb(raw, default_name=Path(path).stem)
+    return parse_spec(apply_overrides(raw, overrides or []), source=str(path))

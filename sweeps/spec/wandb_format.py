@@ -1,0 +1,239 @@
+"""W&B sweep files, accepted unchanged: translated into this package's spec shape.
+
+A W&B sweep file (`method`, `metric: {name, goal}`, `parameters`, `early_terminate`, `run_cap`)
+names its parameters after the training program's arguments. Here a parameter is a dotted job
+field (`optimizer.lr`), a nested `parameters:` block (`optimizer: {parameters: {lr: ...}}`), or
+one of the common names in `ALIASES` (W&B tutorials' and HF `TrainingArguments`' names).
+Constant parameters (`value:`) set the job, so a W&B file can name its model and data; a `job:`
+section, which W&B itself would not read, may hold the rest. See the README's mapping table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from typing import Any
+
+from sweeps.errors import SpecError
+from sweeps.spec.dotted import field_paths, set_dotted
+
+#: Parameter names used by W&B examples and HF `TrainingArguments`, and the job field each sets.
+ALIASES = {
+    "learning_rate": "optimizer.lr",
+    "lr": "optimizer.lr",
+    "weight_decay": "optimizer.weight_decay",
+    "optimizer": "optimizer.name",
+    "momentum": "optimizer.momentum",
+    "adam_beta1": "optimizer.beta1",
+    "adam_beta2": "optimizer.beta2",
+    "adam_epsilon": "optimizer.eps",
+    "max_grad_norm": "optimizer.max_grad_norm",
+    "batch_size": "training.batch_size",
+    "per_device_train_batch_size": "training.batch_size",
+    "epochs": "training.epochs",
+    "num_train_epochs": "training.epochs",
+    "max_steps": "training.max_steps",
+    "gradient_accumulation_steps": "training.grad_accum_steps",
+    "label_smoothing_factor": "training.label_smoothing",
+    "seed": "training.seed",
+    "warmup_ratio": "schedule.warmup_ratio",
+    "warmup_steps": "schedule.warmup_steps",
+    "lr_scheduler_type": "schedule.name",
+    "dropout": "model.hidden_dropout",
+    "hidden_dropout_prob": "model.hidden_dropout",
+    "attention_probs_dropout_prob": "model.attention_dropout",
+    "classifier_dropout": "model.classifier_dropout",
+    "model_name_or_path": "model.name_or_path",
+    "max_seq_length": "data.max_length",
+    "max_length": "data.max_length",
+}
+#: Metric names as HF `Trainer` logs them, and ours.
+METRIC_ALIASES = {
+    "eval_loss": "val_loss",
+    "eval_accuracy": "val_accuracy",
+    "eval_f1": "val_f1_macro",
+    "eval/loss": "val_loss",
+    "eval/accuracy": "val_accuracy",
+    "eval/f1": "val_f1_macro",
+    "loss": "train_loss",
+    "train/loss": "train_loss",
+}
+METHODS = {"grid": "grid", "random": "random", "bayes": "gp"}
+TOP_KEYS = frozenset(
+    {"program", "command", "method", "metric", "parameters", "early_terminate", "run_cap"}
+    | {"name", "description", "project", "entity"}
+    | {"job", "storage_path", "wandb"}  # ours: what W&B leaves to the training program
+)
+_RANGED = frozenset(
+    {"int_uniform", "uniform", "q_uniform", "log_uniform", "q_log_uniform", "inv_log_uniform"}
+    | {"log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values"}
+)
+_PARAM_KEYS = frozenset(
+    {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "probabilities"}
+)
+
+
+def is_wandb_sweep(raw: dict[str, Any]) -> bool:
+    """A W&B sweep file has top-level `parameters` and none of this package's `search`."""
+    return "parameters" in raw and "search" not in raw
+
+
+def from_wandb(raw: dict[str, Any], default_name: str) -> dict[str, Any]:
+    """This package's spec mapping for a W&B sweep file.
+
+    Raises:
+        SpecError: naming the W&B key that cannot be translated.
+    """
+    unknown = sorted(set(raw) - TOP_KEYS)
+    if unknown:
+        raise SpecError(f"{unknown[0]}: not a W&B sweep key (known: {', '.join(sorted(TOP_KEYS))})")
+    method = raw.get("method")
+    if method not in METHODS:
+        raise SpecError(f"method: {method!r} is not a W&B method; use one of {list(METHODS)}")
+
+    job: dict[str, Any] = dict(raw.get("job") or {})
+    space: dict[str, dict[str, Any]] = {}
+    fields = field_paths()
+    for where, path, param in _flat_parameters(raw["parameters"], "parameters", ""):
+        target = _job_field(where, path, fields)
+        translated = _distribution(where, param)
+        if "value" in translated:
+            job = set_dotted(job, target, translated["value"])
+        else:
+            space[target] = translated
+
+    search: dict[str, Any] = {"method": METHODS[method], "space": space}
+    search |= _metric(raw.get("metric"))
+    if "run_cap" in raw:
+        search["num_samples"] = raw["run_cap"]
+    spec: dict[str, Any] = {
+        "name": _sweep_name(raw.get("name"), default_name),
+        "job": job,
+        "search": search,
+    }
+    for ours in ("storage_path", "wandb"):
+        if ours in raw:
+            spec[ours] = raw[ours]
+    wandb = {key: raw[key] for key in ("project", "entity") if raw.get(key)}
+    if wandb:
+        spec["wandb"] = wandb
+    if raw.get("early_terminate"):
+        spec["scheduler"] = _early_terminate(raw["early_terminate"])
+    return spec
+
+
+def _flat_parameters(tree: Any, where: str, prefix: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(W&B key path, dotted job path, parameter) for every leaf, nested blocks flattened."""
+    if not isinstance(tree, dict) or not tree:
+        raise SpecError(f"{where}: expected a mapping of parameter names to their values")
+    leaves = []
+    for name, param in tree.items():
+        key = f"{where}.{name}"
+        if not isinstance(param, dict):
+            raise SpecError(f"{key}: expected a mapping such as {{values: [...]}} or {{value: x}}")
+        if "parameters" in param:
+            leaves += _flat_parameters(param["parameters"], f"{key}.parameters", f"{prefix}{name}.")
+        else:
+            leaves.append((key, f"{prefix}{name}", param))
+    return leaves
+
+
+def _job_field(where: str, path: str, fields: list[str]) -> str:
+    if path in fields:
+        return path
+    if path in ALIASES:
+        return ALIASES[path]
+    close = difflib.get_close_matches(path, fields + list(ALIASES), n=3)
+    raise SpecError(
+        f"{where}: {path!r} is neither a job field nor a known alias"
+        + (f"; did you mean {', '.join(close)}?" if close else "")
+    )
+
+
+def _distribution(where: str, param: dict[str, Any]) -> dict[str, Any]:
+    """One W&B parameter as a `Param` mapping, or `{"value": x}` for a constant."""
+    unknown = sorted(set(param) - _PARAM_KEYS)
+    if unknown:
+        raise SpecError(f"{where}.{unknown[0]}: not a W&B parameter key")
+    if "probabilities" in param:
+        raise SpecError(f"{where}.probabilities: weighted categories are not supported")
+    dist = param.get("distribution") or _inferred(where, param)
+    low, high, q = param.get("min"), param.get("max"), param.get("q")
+    lo, hi = (float(v) if isinstance(v, (int, float)) else math.nan for v in (low, high))
+    mu, sigma = param.get("mu", 0.0), param.get("sigma", 1.0)
+    if dist in _RANGED and (low is None or high is None):
+        raise SpecError(f"{where}: distribution {dist} needs min and max")
+    quantized = {"q": q if q is not None else 1} if dist.startswith("q_") else {}
+    table: dict[str, Any] = {
+        "constant": lambda: {"value": param.get("value")},
+        "categorical": lambda: {"choice": list(param.get("values") or [])},
+        "int_uniform": lambda: {"randint": [low, high]},
+        "uniform": lambda: {"uniform": [low, high]},
+        "q_uniform": lambda: {"uniform": [low, high]},
+        "log_uniform": lambda: {"loguniform": [math.exp(lo), math.exp(hi)]},
+        "q_log_uniform": lambda: {"loguniform": [math.exp(lo), math.exp(hi)]},
+        "log_uniform_values": lambda: {"loguniform": [low, high]},
+        "q_log_uniform_values": lambda: {"loguniform": [low, high]},
+        # log(1/X) uniform on [min, max]: X is log-uniform on [e^-max, e^-min].
+        "inv_log_uniform": lambda: {"loguniform": [math.exp(-hi), math.exp(-lo)]},
+        # log(1/X) uniform on [log(1/max), log(1/min)]: X is log-uniform on [min, max].
+        "inv_log_uniform_values": lambda: {"loguniform": [low, high]},
+        "normal": lambda: {"normal": [mu, sigma]},
+        "q_normal": lambda: {"normal": [mu, sigma]},
+        "log_normal": lambda: {"lognormal": [mu, sigma]},
+        "q_log_normal": lambda: {"lognormal": [mu, sigma]},
+    }
+    if dist not in table:
+        raise SpecError(f"{where}.distribution: {dist!r} is not a W&B distribution")
+    return table[dist]() | quantized
+
+
+def _inferred(where: str, param: dict[str, Any]) -> str:
+    """W&B's default distribution for a parameter that names none."""
+    if "value" in param:
+        return "constant"
+    if "values" in param:
+        return "categorical"
+    if "mu" in param or "sigma" in param:
+        return "normal"
+    if "min" in param and "max" in param:
+        ints = all(isinstance(param[k], int) for k in ("min", "max"))
+        return "int_uniform" if ints else "uniform"
+    raise SpecError(f"{where}: give value, values, min and max, or a distribution")
+
+
+def _metric(metric: Any) -> dict[str, Any]:
+    if metric is None:
+        return {}
+    if not isinstance(metric, dict) or "name" not in metric:
+        raise SpecError("metric: expected {name: ..., goal: maximize|minimize}")
+    goal = metric.get("goal", "minimize")
+    if goal not in ("maximize", "minimize"):
+        raise SpecError(f"metric.goal: {goal!r}; use maximize or minimize")
+    name = METRIC_ALIASES.get(metric["name"], metric["name"])
+    return {"metric": name, "mode": "max" if goal == "maximize" else "min"}
+
+
+def _early_terminate(config: Any) -> dict[str, Any]:
+    """W&B's hyperband stopping as ASHA: both stop runs at milestones min_iter * eta^k,
+    counted in logged values of the target metric (our evaluations), asynchronously."""
+    if not isinstance(config, dict) or config.get("type") != "hyperband":
+        raise SpecError("early_terminate.type: only hyperband exists in W&B sweeps")
+    eta = config.get("eta", 3)
+    if "min_iter" in config:
+        grace = config["min_iter"]
+    elif "max_iter" in config:
+        grace = max(1, int(config["max_iter"] // eta ** config.get("s", 0)))
+    else:
+        raise SpecError("early_terminate: give min_iter, or max_iter and s")
+    scheduler = {"name": "asha", "grace_period": grace, "reduction_factor": eta}
+    if "max_iter" in config:
+        scheduler["max_t"] = config["max_iter"]
+    return scheduler
+
+
+def _sweep_name(name: Any, default: str) -> str:
+    """W&B names are free text; ours name a folder."""
+    text = str(name) if name else default
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or default
