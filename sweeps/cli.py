@@ -45,12 +45,15 @@ def _show_library_messages() -> None:
         package.addHandler(handler)
 
 
-class _ToStdout(logging.StreamHandler):
-    """Writes to whatever `sys.stdout` is when a line comes (a test may have replaced it)."""
+class _ToStdout(logging.Handler):
+    """Writes to whatever `sys.stdout` is when a line comes: a caller (a notebook, a test) may
+    have replaced it since, and closed the one before."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stdout)
-        super().emit(record)
+        try:
+            print(self.format(record), file=sys.stdout, flush=True)
+        except Exception:
+            self.handleError(record)
 
 
 def main(argv: list[str] | None = None) -> int:
