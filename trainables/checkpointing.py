@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.fs as pa_fs
+import ray.train
 import torch
 
 TRAINING_STATE = "training_state.pt"
@@ -52,6 +54,16 @@ class LoopPosition:
         self.batches_done += batches_taken
         if self.batches_done >= batches_per_epoch:
             self.epoch, self.batches_done = self.epoch + 1, 0
+
+
+def checkpoint_at(uri: str | None) -> ray.train.Checkpoint | None:
+    """The checkpoint at a local folder or a pyarrow filesystem URI (`s3://...?options`)."""
+    if uri is None:
+        return None
+    if "://" not in uri:
+        return ray.train.Checkpoint.from_directory(uri)
+    filesystem, path = pa_fs.FileSystem.from_uri(uri)
+    return ray.train.Checkpoint(path, filesystem=filesystem)
 
 
 def save_checkpoint(

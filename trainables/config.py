@@ -180,6 +180,9 @@ class FinetuneConfig(_Section):
 
     name: str = Field(default="finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     storage_path: str = "./results"
+    #: A checkpoint folder or URI to start from when the job's run has no checkpoint of its
+    #: own: weights, optimizer state, loop position and RNG streams (PBT's exploit).
+    start_from: str | None = None
     model: ModelConfig = ModelConfig()
     data: DataConfig
     optimizer: OptimizerConfig = OptimizerConfig()

@@ -24,7 +24,12 @@ import ray.train.torch
 import torch
 import torch.nn.functional as F
 
-from trainables.checkpointing import LoopPosition, load_training_state, save_checkpoint
+from trainables.checkpointing import (
+    LoopPosition,
+    checkpoint_at,
+    load_training_state,
+    save_checkpoint,
+)
 from trainables.config import FinetuneConfig
 from trainables.data import (
     TokenizedSplit,
@@ -100,7 +105,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         group_by_length = cfg.data.group_by_length
         return epoch_batches(lengths, t.batch_size, world, rank, t.seed, epoch, group_by_length)
 
-    checkpoint = ray.train.get_checkpoint()
+    # The run's own checkpoint (a restarted worker group) wins over the one it started from.
+    checkpoint = ray.train.get_checkpoint() or checkpoint_at(cfg.start_from)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_dir:
         torch.manual_seed(t.seed)  # the same fresh head on every rank
         source = (

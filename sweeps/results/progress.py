@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from sweeps.results.results import Planned, ended_early
+from sweeps.results.results import Planned, ended_early, params_at
 from trainables.objective import Objective
 
 
@@ -56,7 +56,7 @@ class SweepProgress(Callback):
         value = self.objective.value_of(result)
         improved = self.objective.better(value, self.best[0] if self.best else None)
         if improved and value is not None:
-            self.best = (value, trial.trial_id, dict(trial.config))
+            self.best = (value, trial.trial_id, params_at(result, trial))
         if improved or time.monotonic() - self.last_line >= self.every_s:
             self._write(trials)
 

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.results.results import RESULTS_FILE, TrialSummary, params_of, read_results, summarize
+from sweeps.results.lineage import schedule
+from sweeps.results.results import (
+    EXPLOITED_FROM,
+    RESULTS_FILE,
+    TrialSummary,
+    params_of,
+    read_results,
+    summarize,
+)
 from sweeps.spec import SweepSpec
 from sweeps.store import storage
 from sweeps.store.promotion import BestTrial
@@ -91,8 +99,16 @@ class SweepResults:
         """
         # Ray reports checkpoint paths on the sweep's filesystem, without scheme or options.
         at = self.folder.at
-        row = best_report(self.rows(), objective or self.objective, lambda p: storage.exists(at(p)))
+        rows = self.rows()
+        row = best_report(rows, objective or self.objective, lambda p: storage.exists(at(p)))
         if row is None:
             return None
         metrics = {k: float(row[k]) for k in REPORTED_METRICS if is_finite_number(row.get(k))}
-        return BestTrial(row["trial_id"], params_of(row), metrics, at(row["checkpoint_path"]))
+        pbt = any(r.get(EXPLOITED_FROM) for r in rows)
+        return BestTrial(
+            row["trial_id"],
+            params_of(row),
+            metrics,
+            at(row["checkpoint_path"]),
+            schedule=schedule(rows, row) if pbt else None,
+        )

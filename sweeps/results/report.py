@@ -23,6 +23,7 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 
+from sweeps.results.lineage import exploits, generation_of
 from sweeps.results.results import TrialSummary, summarize
 from sweeps.spec import SchedulerSpec, SearchSpec
 from sweeps.spec.space import Param
@@ -234,6 +235,71 @@ def asha_rungs(
     return _save(fig, out / "asha_rungs.png")
 
 
+def pbt_lineage(rows: list[dict[str, Any]], metric: str, out: Path) -> Path | None:
+    """Every trial's generations as curves of the target metric, and an arrow for each exploit
+    from the donor's checkpoint to where the copy went on."""
+    found = exploits(rows)
+    if not found:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours: dict[str, Any] = {}
+    curves: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for r in rows:
+        if is_finite_number(r.get(metric)) and r.get("step") is not None:
+            curves.setdefault((r["trial_id"], generation_of(r)), []).append((r["step"], r[metric]))
+    for (trial_id, generation), points in sorted(curves.items()):
+        xs, ys = zip(*sorted(points), strict=True)
+        (line,) = ax.plot(
+            xs, ys, "-o", markersize=3, color=colours.get(trial_id), label=None if generation
+            else trial_id,
+        )  # fmt: skip
+        colours.setdefault(trial_id, line.get_color())
+    for e in found:
+        donor = {x: y for (t, _), ps in curves.items() if t == e.parent for x, y in ps}
+        mine = [p for (t, _), ps in curves.items() if t == e.trial_id for p in ps if p[0] > e.step]
+        if e.step in donor and mine:
+            to = min(mine)
+            ax.annotate(
+                "",
+                xy=to,
+                xytext=(e.step, donor[e.step]),
+                arrowprops={"arrowstyle": "->", "linestyle": "--", "color": colours[e.trial_id]},
+            )
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(metric)
+    ax.set_title(f"PBT lineage: {len(found)} exploits (dashed arrow: donor -> copy)")
+    if len(colours) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, out / "pbt_lineage.png")
+
+
+def _exploit_table(rows: list[dict[str, Any]]) -> str:
+    found = exploits(rows)
+    if not found:
+        return ""
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(c))}</td>"
+            for c in [
+                e.trial_id,
+                e.parent,
+                e.step,
+                ", ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, (a, b) in e.changes.items())
+                or "none",
+            ]
+        )
+        + "</tr>"
+        for e in found
+    )
+    head = "<tr><th>trial</th><th>copied</th><th>at step</th><th>changes</th></tr>"
+    return f"<h2>Exploits (PBT)</h2><table>{head}{body}</table>"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -263,6 +329,7 @@ def write_report(
     plots += metric_vs_params(trials, space, metric, out)
     importance_plot, scores = importance(trials, space, mode, out)
     plots += [importance_plot, asha_rungs(rows, trials, scheduler, metric, out)]  # type: ignore[list-item]
+    plots.append(pbt_lineage(rows, metric, out))  # type: ignore[arg-type]
 
     ranked = objective.ranked((t for t in trials if t.best is not None), lambda t: t.score)
     keys = sorted({k for t in trials for k in t.params})
@@ -306,6 +373,7 @@ def write_report(
 <p>{len(trials)} trials, method {search.method}, scheduler {scheduler.name},
 target {metric} ({mode}). Importance: {html.escape(importance_line)}.</p>
 <h2>Top trials</h2><table><tr>{head}</tr>{body}</table>
+{_exploit_table(rows)}
 <h2>Plots</h2>{figures}</body></html>"""
     report = out / "report.html"
     report.write_text(page)

@@ -2,9 +2,10 @@
 and the report.
 
 One row per report: `trial_id`, `trial_status` (as of the last write), `stopped_early`,
-`training_iteration`, `timestamp`, every reported metric, `checkpoint_path`, and the trial's
-parameters as `param.<dotted key>` columns. The file is rewritten (atomically) as results arrive,
-so a sweep that is interrupted keeps what it reported.
+`training_iteration`, `timestamp`, every reported metric, `checkpoint_path`, the parameters the
+report was made with as `param.<dotted key>` columns, and under PBT the lineage
+(`exploited_from`, `exploit_step`, `generation`). The file is rewritten (atomically) as results
+arrive, so a sweep that is interrupted keeps what it reported.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from trainables.objective import Objective
 
 RESULTS_FILE = "results.parquet"
 PARAM_PREFIX = "param."
+#: Lineage columns (PBT): the first report after an exploit names the trial it copied and that
+#: trial's step; `generation` counts a trial's exploits so far.
+EXPLOITED_FROM, EXPLOIT_STEP, GENERATION = "exploited_from", "exploit_step", "generation"
 # Tune's bookkeeping in every result that is not a metric of the trial.
 TUNE_KEYS = frozenset(
     {"config", "trial_id", "experiment_tag", "date", "hostname", "node_ip", "pid", "done"}
@@ -32,6 +36,13 @@ TUNE_KEYS = frozenset(
     | {"timesteps_total", "episodes_total", "experiment_id", "should_checkpoint"}
     | {"checkpoint_dir_name", "time_this_iter_s", "time_total_s"}
 )
+
+
+def params_at(result: dict[str, Any], trial: Any) -> dict[str, Any]:
+    """The parameters a result was produced with: Tune's copy in the result, since a scheduler
+    (PBT) may have changed the trial's config by the time callbacks see the result."""
+    return dict(result.get("config") or trial.config)
+
 
 #: A trial's params -> the reports its job makes unless something stops it early. Picklable:
 #: Tune saves the callbacks holding one with the sweep's state.
@@ -137,7 +148,8 @@ class ResultsLog(Callback):
 
     def __init__(self, uri: str, planned: Planned | None = None, every_s: float = 5.0) -> None:
         self.uri, self.planned, self.every_s = uri, planned, every_s
-        self._rows: dict[tuple[str, int], dict[str, Any]] = {}
+        self._rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+        self._generation: dict[str, int] = {}
         self._status: dict[str, tuple[str, bool]] = {}
         self._last_write = 0.0
         self._loaded = False
@@ -155,7 +167,9 @@ class ResultsLog(Callback):
         self._loaded = True
         # A resumed sweep keeps the rows of its earlier runs.
         for row in read_results(self.uri):
-            self._rows[(row["trial_id"], row["training_iteration"])] = row
+            generation = int(row.get(GENERATION) or 0)
+            self._rows[(row["trial_id"], generation, row["training_iteration"])] = row
+            self._generation[row["trial_id"]] = generation
             self._status[row["trial_id"]] = (row["trial_status"], bool(row["stopped_early"]))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -167,10 +181,14 @@ class ResultsLog(Callback):
     ) -> None:
         self._load()
         row = {k: v for k, v in result.items() if k not in TUNE_KEYS and not isinstance(v, dict)}
-        row |= {PARAM_PREFIX + k: v for k, v in trial.config.items()}
+        row |= {PARAM_PREFIX + k: v for k, v in params_at(result, trial).items()}
         row["trial_id"] = trial.trial_id
+        # Each exploit (PBT) starts a new generation of the trial: its iterations continue the
+        # donor's, which may repeat ones the trial had itself.
+        generation = self._generation.get(trial.trial_id, 0) + bool(result.get(EXPLOITED_FROM))
+        self._generation[trial.trial_id] = row[GENERATION] = generation
         # A trial resumed from a checkpoint may report an iteration again: the newest wins.
-        self._rows[(trial.trial_id, int(result.get("training_iteration", 0)))] = row
+        self._rows[(trial.trial_id, generation, int(result.get("training_iteration", 0)))] = row
         if time.monotonic() - self._last_write >= self.every_s:
             self.flush()
 
@@ -198,7 +216,7 @@ class ResultsLog(Callback):
     def flush(self) -> None:
         """Rewrites the file with every row so far."""
         rows = []
-        for (trial_id, _), row in sorted(
+        for (trial_id, *_), row in sorted(
             self._rows.items(), key=lambda kv: (kv[1].get("timestamp", 0), kv[0])
         ):
             status, early = self._status.get(trial_id, ("RUNNING", False))

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from ray.tune import Callback
 
-from sweeps.results.results import TUNE_KEYS, Planned, ended_early
+from sweeps.results.results import EXPLOITED_FROM, TUNE_KEYS, Planned, ended_early, params_at
 from sweeps.spec import WandbSpec
 from sweeps.store import storage
 from sweeps.store.storage import Location
@@ -161,7 +161,7 @@ class WandbStreamer(Callback):
             and not isinstance(v, bool)
         }
         step = int(result.get("step", result.get("training_iteration", 0)))
-        self._put("log", trial.trial_id, dict(trial.config), metrics, step, result)
+        self._put("log", trial.trial_id, params_at(result, trial), metrics, step, result)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._put("finish", trial.trial_id, "TERMINATED")
@@ -239,10 +239,24 @@ class WandbStreamer(Callback):
     ) -> None:
         self._start(trial_id, params)
         state = self._trials[trial_id]
-        # A trial resumed from a checkpoint may repeat a step W&B already has.
+        run = self._runs[trial_id]
+        exploited = result.get(EXPLOITED_FROM)
         if step <= state["last_step"]:
-            return
-        self._runs[trial_id].log(metrics, step=step)
+            if not exploited:
+                return  # a trial resumed from a checkpoint repeats a step W&B already has
+            # A PBT trial that copied a donor behind it: W&B's steps only go up, so the row
+            # goes on the run's next step (the loop's own step is in the row as `step`).
+            step = state["last_step"] + 1
+        if params != state["params"]:
+            # PBT changed the trial's hyperparameters: the run's config follows, and the
+            # change is a history row at the step it took effect.
+            changed = {k: v for k, v in params.items() if state["params"].get(k) != v}
+            run.config.update(redact(changed), allow_val_change=True)
+            metrics = metrics | {f"config/{k}": v for k, v in redact(changed).items()}
+            state["params"] = params
+        if exploited:
+            metrics = metrics | {EXPLOITED_FROM: exploited}
+        run.log(metrics, step=step)
         state["last_step"] = step
         state["reports"] = int(result.get("training_iteration", state["reports"] + 1))
         state["epochs"] = result.get("epoch")

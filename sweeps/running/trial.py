@@ -1,48 +1,143 @@
 """The per-trial driver: one Tune trial builds and fits one `TorchTrainer`.
 
 The driver only turns the trial's sampled values into a job and runs it; the loop reports
-through `TuneReportCallback`, and knows nothing of Tune.
+through Train, and knows nothing of Tune. Two ways the reports reach Tune:
+
+- `TuneReportCallback` (Ray's own): metrics and the Train checkpoint's path. Tune holds no
+  checkpoint of the trial; a retried trial resumes from its Train run's latest checkpoint.
+- Under PBT, Tune must hold checkpoints to hand from one trial to another (exploit). Train's
+  reports then come to this driver (`ForwardReports`), which reports each to Tune *with* its
+  checkpoint. A trial that Tune starts from a checkpoint (an exploit, or a retry) runs a new
+  Train run whose job starts from it (`start_from`); the first report after an exploit names
+  the trial it copied and that trial's step (`exploited_from`, `exploit_step`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import ray.tune
+from ray.train.v2.api.callback import UserCallback
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.util.queue import Queue
 
+from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM
 from sweeps.spec import apply_params
+from sweeps.store.storage import Location
 from trainables.config import FinetuneConfig
 from trainables.trainer import build_trainer
 
+# Who wrote a checkpoint Tune holds, and at which step (Ray's checkpoint metadata).
+_ORIGIN = "sweeps_origin"
+
 
 def make_trial_driver(
-    base_job: FinetuneConfig, train_storage: str, max_failures: int = 0
+    base_job: FinetuneConfig,
+    folder: Location,
+    max_failures: int = 0,
+    checkpoints_to_tune: bool = False,
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable that runs one fine-tuning job per trial.
 
     Args:
         base_job: The sweep's job before the trial's parameters.
-        train_storage: Where each trial's Train run (checkpoints) lives, under its trial id.
+        folder: The sweep's folder; each trial's Train run lives under `train/<trial id>`.
         max_failures: Worker-group restarts inside a trial. 0 by default: Tune retries a
             failed trial instead (resuming its Train run from the latest checkpoint), because a
             Train controller that is restarting its worker group when Tune stops the trial
             (ASHA) creates a placement group after it dies, which nobody removes: it held the
             CPUs of every later trial on the laptop sweep here.
+        checkpoints_to_tune: Report every checkpoint to Tune (what PBT exploits), and start
+            from the checkpoint Tune restores the trial with.
     """
 
     def run_trial(params: dict[str, Any]) -> None:
         trial_id = ray.tune.get_context().get_trial_id()
-        # A restored trial keeps its id, so its Train run resumes from its own checkpoints.
+        start = ray.tune.get_checkpoint() if checkpoints_to_tune else None
+        start_uri = folder.at(start.path).uri if start is not None else None
+        # A restored trial keeps its id, so its Train run resumes from its own checkpoints;
+        # one started from a Tune checkpoint gets a run of its own, named by that checkpoint.
+        run_name = trial_id
+        if start_uri is not None:
+            run_name += "-" + hashlib.sha1(start_uri.encode()).hexdigest()[:8]
         job = apply_params(base_job, params, name=trial_id, source=f"trial {trial_id}")
+        job = job.model_copy(update={"start_from": start_uri})
+        if not checkpoints_to_tune:
+            build_trainer(
+                job,
+                run_name=run_name,
+                storage_path=folder.join("train").uri,
+                callbacks=[TuneReportCallback()],
+                max_failures=max_failures,
+            ).fit()
+            return
+        origin = (start.get_metadata().get(_ORIGIN) if start is not None else None) or {}
+        lineage = {}
+        if origin.get("trial_id") not in (None, trial_id):
+            lineage = {EXPLOITED_FROM: origin["trial_id"], EXPLOIT_STEP: origin["step"]}
+        reports: Queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
         trainer = build_trainer(
             job,
-            run_name=trial_id,
-            storage_path=train_storage,
-            callbacks=[TuneReportCallback()],
+            run_name=run_name,
+            storage_path=folder.join("train").uri,
+            callbacks=[ForwardReports(reports)],
             max_failures=max_failures,
         )
-        trainer.fit()
+        _relay(trainer.fit, reports, folder, trial_id, lineage)
 
     return run_trial
+
+
+class ForwardReports(UserCallback):
+    """Hands each of Train's reports (metrics and checkpoint path) to the trial's driver."""
+
+    def __init__(self, reports: Queue) -> None:
+        self.reports = reports
+
+    def after_report(
+        self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any
+    ) -> None:
+        # Rank 0's metrics: the loop reduces every metric over the ranks before reporting.
+        item = dict(metrics[0])
+        if checkpoint is not None:
+            item["checkpoint_path"] = checkpoint.path
+        self.reports.put(item)
+
+
+_DONE = "__fit_done__"
+
+
+def _relay(
+    fit: Callable[[], Any],
+    reports: Queue,
+    folder: Location,
+    trial_id: str,
+    lineage: dict[str, Any],
+) -> None:
+    """Runs `fit` on a thread and reports each forwarded result to Tune with its checkpoint."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fit()
+        except BaseException as exc:  # re-raised on the trial's own thread below
+            failure.append(exc)
+        finally:
+            reports.put({_DONE: True})
+
+    # A daemon: when Tune stops the trial, the actor goes and takes the Train run with it.
+    thread = threading.Thread(target=run, name="train-fit", daemon=True)
+    thread.start()
+    while not (item := reports.get()).get(_DONE):
+        checkpoint = None
+        if path := item.get("checkpoint_path"):
+            checkpoint = ray.tune.Checkpoint(path, filesystem=folder.at(path).filesystem()[0])
+            checkpoint.update_metadata({_ORIGIN: {"trial_id": trial_id, "step": item["step"]}})
+        ray.tune.report(item | lineage, checkpoint=checkpoint)
+        lineage = {}
+    thread.join()
+    if failure:
+        raise failure[0]

@@ -8,10 +8,11 @@ from typing import Any
 
 import ray.tune
 from ray.tune import Callback
+from ray.tune.search import BasicVariantGenerator, SearchAlgorithm
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.running.schedulers import make_scheduler
-from sweeps.running.search import define_by_run, make_sampler
+from sweeps.running.schedulers import SchedulerContext, make_scheduler
+from sweeps.running.search import define_by_run, draw_population, make_sampler
 from sweeps.running.stoppers import make_stopper
 from sweeps.spec import SweepSpec, flatten
 
@@ -43,22 +44,19 @@ def build_tuner(
     """
     keep_credentials_out_of_ray_logs()
     search = spec.search
-    searcher = OptunaSearch(
-        space=define_by_run(search.space, flatten(spec.job.model_dump(mode="json"))),
-        metric=search.metric,
-        mode=search.mode,
-        sampler=make_sampler(search.method, search.space, search.seed),
-    )
+    fixed = flatten(spec.job.model_dump(mode="json"))
+    context = SchedulerContext(spec.objective, max_t, search.space, fixed, search.seed)
     return ray.tune.Tuner(
         trainable,
         tune_config=ray.tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=make_scheduler(spec.scheduler, search.metric, search.mode, max_t),
+            search_alg=search_algorithm(spec, fixed),
+            scheduler=make_scheduler(spec.scheduler, context),
             num_samples=spec.trials,
             max_concurrent_trials=max_concurrent,
             time_budget_s=search.time_budget_s,
             reuse_actors=reuse_actors,
         ),
+        param_space=dict.fromkeys(search.space) if spec.scheduler.name == "pbt" else None,
         run_config=ray.tune.RunConfig(
             name=spec.name,
             storage_path=storage,
@@ -66,9 +64,30 @@ def build_tuner(
             # Failed trials are retried by Tune (resuming their Train run from its latest
             # checkpoint), not inside the trial: see `make_trial_driver`.
             failure_config=ray.tune.FailureConfig(max_failures=2),
+            # PBT exploits the checkpoints trials hand to Tune: keep more than PBT's own
+            # warning level (2), so a donor's checkpoint outlives the exploit that copies it.
+            checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=3),
             callbacks=list(callbacks),
             verbose=0 if quiet else None,
         ),
+    )
+
+
+def search_algorithm(spec: SweepSpec, fixed: dict[str, Any]) -> SearchAlgorithm:
+    """Optuna's sampler of the spec's method through `OptunaSearch`; under PBT, which Tune
+    allows no searcher beside, the population drawn up front by that method."""
+    search = spec.search
+    if spec.scheduler.name == "pbt":
+        population = draw_population(search.method, search.space, fixed, search.seed, spec.trials)
+        # Tune presets only keys its param space has, so every trial carries every key of the
+        # space: a conditional parameter that does not apply keeps the job's own value.
+        points = [{k: point.get(k, fixed.get(k)) for k in search.space} for point in population]
+        return BasicVariantGenerator(points_to_evaluate=points, random_state=search.seed)
+    return OptunaSearch(
+        space=define_by_run(search.space, fixed),
+        metric=search.metric,
+        mode=search.mode,
+        sampler=make_sampler(search.method, search.space, search.seed),
     )
 
 

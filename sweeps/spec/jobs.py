@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.spec.dotted import flatten, set_dotted
+from sweeps.spec.dotted import SWEEP_SET_FIELDS, flatten, set_dotted
 from trainables.config import FinetuneConfig, parse_config
 from trainables.plan import plan_job
 
@@ -38,7 +38,7 @@ class ResolvedJob:
 
     def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
         job = apply_params(self.base, params).model_dump(mode="json")
-        return flatten({k: v for k, v in job.items() if k not in ("name", "storage_path")})
+        return flatten({k: v for k, v in job.items() if k not in SWEEP_SET_FIELDS})
 
 
 @dataclass(frozen=True)

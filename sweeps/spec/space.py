@@ -10,6 +10,7 @@ has the given value).
 from __future__ import annotations
 
 import math
+import random
 from statistics import NormalDist
 from typing import Any
 
@@ -111,6 +112,53 @@ class Param(BaseModel):
             value = trial.suggest_float(name, low, high, log=True)
             return _quantize(value, self.q, positive=True) if self.q else value
         return trial.suggest_float(name, low, high, step=self.q)
+
+    def sample(self, rng: random.Random) -> Any:
+        """One independent draw from the distribution (what `suggest` draws under random
+        search, from a plain `random.Random`)."""
+        if self.is_discrete:
+            return rng.choice(list(self.values()))
+        if self.kind in ("normal", "lognormal"):
+            return self._from_u(rng.uniform(_U_EDGE, 1 - _U_EDGE))
+        if self.kind == "randint":
+            low, high = self.randint  # type: ignore[misc]
+            step = int(self.q or 1)
+            return low + step * rng.randint(0, (high - low) // step)
+        low, high = getattr(self, self.kind)
+        if self.kind == "loguniform":
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
+            return _quantize(value, self.q, positive=True) if self.q else value
+        value = rng.uniform(low, high)
+        return min(high, max(low, _quantize(value, self.q))) if self.q else value
+
+    def neighbour(self, value: Any, rng: random.Random) -> Any:
+        """A value next to `value`: the next or previous listed value of a choice, else
+        `value` times 0.8 or 1.2, kept within the range (PBT's perturbation)."""
+        if self.is_discrete:
+            options = list(self.values())
+            if value not in options:
+                return rng.choice(options)
+            index = options.index(value) + rng.choice((-1, 1))
+            return options[min(max(index, 0), len(options) - 1)]
+        low, high = self.range()
+        moved = min(high, max(low, value * rng.choice((0.8, 1.2))))
+        if self.kind == "randint":
+            step = int(self.q or 1)
+            steps = min(round((moved - low) / step), int(high - low) // step)
+            return int(low) + step * steps
+        if self.q:
+            moved = min(high, max(low, _quantize(moved, self.q, positive=low > 0)))
+        return moved
+
+    def range(self) -> tuple[float, float]:
+        """The lowest and highest value a range can take (normals: their truncation)."""
+        if self.is_discrete:
+            raise ValueError(f"{self.kind} is not a range")
+        if self.kind in ("normal", "lognormal"):
+            low, high = self._from_u(_U_EDGE), self._from_u(1 - _U_EDGE)
+            return float(low), float(high)
+        low, high = getattr(self, self.kind)
+        return float(low), float(high)
 
 
 def _quantize(value: float, q: float, positive: bool = False) -> float:

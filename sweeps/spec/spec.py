@@ -47,7 +47,9 @@ from trainables.objective import Objective
 from trainables.reporting import REPORTED_METRICS
 
 SEARCH_METHODS = ("grid", "random", "tpe", "gp")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
+# PBT draws its whole population up front: only methods that need no feedback can do that.
+POPULATION_METHODS = ("random", "grid")
 
 
 class _Section(BaseModel):
@@ -96,12 +98,28 @@ def _enumerable(param: Param) -> bool:
 
 
 class SchedulerSpec(_Section):
-    """When to stop trials early. Units are evaluations (reports) of a trial."""
+    """When to stop trials early, or (PBT) how to evolve them. Units are evaluations (reports).
 
-    name: Literal["fifo", "asha", "hyperband", "median"] = "fifo"
+    Attributes:
+        name: `fifo` runs every trial to its end; `asha`, `hyperband` and `median` stop weak
+            trials early; `pbt` (population-based training) replaces the weakest trials by
+            copies of the strongest, with perturbed hyperparameters, as they train.
+        grace_period: ASHA/median: evaluations before a trial may be stopped.
+        reduction_factor: ASHA/hyperband: eta, the fraction kept at each rung is 1/eta.
+        max_t: ASHA/hyperband: the horizon in evaluations (default: the longest trial's).
+        perturbation_interval: PBT: evaluations between two exploit/explore decisions.
+        quantile: PBT: the bottom fraction of trials that copy one of the top fraction.
+        resample_probability: PBT: chance that an explored value is drawn afresh from the
+            space instead of perturbed (x0.8 / x1.2 for ranges, a neighbour for choices).
+    """
+
+    name: Literal["fifo", "asha", "hyperband", "median", "pbt"] = "fifo"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=3, gt=1)
     max_t: int | None = Field(default=None, ge=1)
+    perturbation_interval: int = Field(default=2, ge=1)
+    quantile: float = Field(default=0.25, gt=0.0, le=0.5)
+    resample_probability: float = Field(default=0.25, ge=0.0, le=1.0)
 
 
 class WandbSpec(_Section):
@@ -177,6 +195,21 @@ class SweepSpec(_Section):
             exclude_none=info.exclude_none,
             exclude_defaults=info.exclude_defaults,
         )
+
+    @model_validator(mode="after")
+    def _population_for_pbt(self) -> SweepSpec:
+        if self.scheduler.name != "pbt":
+            return self
+        if self.search.method not in POPULATION_METHODS:
+            raise ValueError(
+                f"search.method: {self.search.method!r} cannot seed PBT, which draws its whole "
+                f"population before any trial reports; use one of {list(POPULATION_METHODS)}"
+            )
+        if not any(p.when is None for p in self.search.space.values()):
+            raise ValueError("search.space: PBT needs at least one unconditional parameter")
+        if self.trials < 2:
+            raise ValueError("search.num_samples: PBT needs a population of at least 2 trials")
+        return self
 
     @model_validator(mode="after")
     def _job_and_space_fit(self) -> SweepSpec:

@@ -45,6 +45,9 @@ class BestTrial:
     params: dict[str, Any]
     metrics: dict[str, float]
     checkpoint: Location
+    #: Under PBT, the hyperparameters that trained this checkpoint, segment by segment
+    #: (`{"from_step", "trial_id", "params"}`, oldest first); None for fixed configurations.
+    schedule: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ def _copy_version(
         "trial_id": best.trial_id,
         "source": {"checkpoint": str(best.checkpoint)},
         "hyperparameters": best.params,
+        **({"hyperparameter_schedule": best.schedule} if best.schedule else {}),
         "metrics": best.metrics,
         "test_metrics": test_metrics,
         "versions": _versions(),

@@ -51,7 +51,7 @@ INVALID = [
         "search.method: grid needs finite values; ['optimizer.lr']",
     ),
     ("unknown method", spec(search={"method": "bohb"}), "search.method"),
-    ("unknown scheduler", spec(scheduler={"name": "pbt"}), "scheduler.name"),
+    ("unknown scheduler", spec(scheduler={"name": "bohb"}), "scheduler.name"),
     (
         "metric never reported",
         spec(search={"metric": "val_acc"}),

@@ -2,15 +2,15 @@
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from sweeps.running.schedulers.base import on_evaluations, register
+from sweeps.running.schedulers.base import SchedulerContext, register
 from sweeps.spec import SchedulerSpec
 
 
 @register("asha")
-def asha(spec: SchedulerSpec, metric: str, mode: str, max_t: int) -> TrialScheduler:
+def asha(spec: SchedulerSpec, context: SchedulerContext) -> TrialScheduler:
     return ASHAScheduler(
-        **on_evaluations(metric, mode),
-        max_t=max(max_t, spec.grace_period),
+        **context.on_evaluations(),
+        max_t=max(context.max_t, spec.grace_period),
         grace_period=spec.grace_period,
         reduction_factor=spec.reduction_factor,
     )

@@ -5,19 +5,49 @@ Time is counted in evaluations (`training_iteration`: one per report of a trial)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from ray.tune.schedulers import TrialScheduler
 
-from sweeps.spec import SchedulerSpec
+from sweeps.spec import Param, SchedulerSpec
+from trainables.objective import Objective
 
-SchedulerFactory = Callable[[SchedulerSpec, str, str, int], TrialScheduler]
-_REGISTRY: dict[str, SchedulerFactory] = {}
 TIME_ATTR = "training_iteration"
 
 
+@dataclass(frozen=True)
+class SchedulerContext:
+    """What a scheduler needs beside its own section of the spec.
+
+    Attributes:
+        objective: The target metric and direction.
+        max_t: The most evaluations one trial can report (the horizon).
+        space: The search space (PBT explores within it).
+        fixed: The job's own values, dotted (conditions of the space may name them).
+        seed: The search's seed (PBT's exploration draws from it).
+    """
+
+    objective: Objective
+    max_t: int
+    space: dict[str, Param] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def on_evaluations(self) -> dict[str, str]:
+        """The arguments every Tune scheduler takes: its clock (evaluations) and its target."""
+        target = self.objective
+        return {"time_attr": TIME_ATTR, "metric": target.metric, "mode": target.mode}
+
+
+SchedulerFactory = Callable[[SchedulerSpec, SchedulerContext], TrialScheduler]
+_REGISTRY: dict[str, SchedulerFactory] = {}
+
+
 def register(name: str) -> Callable[[SchedulerFactory], SchedulerFactory]:
-    """Registers `(spec, metric, mode, max_t) -> TrialScheduler` under a scheduler name."""
+    """Registers `(spec, context) -> TrialScheduler` under a scheduler name."""
 
     def wrap(factory: SchedulerFactory) -> SchedulerFactory:
         _REGISTRY[name] = factory
@@ -26,14 +56,11 @@ def register(name: str) -> Callable[[SchedulerFactory], SchedulerFactory]:
     return wrap
 
 
-def make_scheduler(spec: SchedulerSpec, metric: str, mode: str, max_t: int) -> TrialScheduler:
-    """The configured scheduler; `max_t` is the most evaluations a trial can report."""
-    return _REGISTRY[spec.name](spec, metric, mode, spec.max_t or max_t)
-
-
-def on_evaluations(metric: str, mode: str) -> dict[str, str]:
-    """The arguments every Tune scheduler takes: its clock (evaluations) and its target."""
-    return {"time_attr": TIME_ATTR, "metric": metric, "mode": mode}
+def make_scheduler(spec: SchedulerSpec, context: SchedulerContext) -> TrialScheduler:
+    """The configured scheduler; `spec.max_t`, when given, overrides the context's horizon."""
+    if spec.max_t:
+        context = dataclasses.replace(context, max_t=spec.max_t)
+    return _REGISTRY[spec.name](spec, context)
 
 
 def schedulers() -> list[str]:

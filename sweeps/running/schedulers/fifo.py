@@ -2,10 +2,10 @@
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweeps.running.schedulers.base import register
+from sweeps.running.schedulers.base import SchedulerContext, register
 from sweeps.spec import SchedulerSpec
 
 
 @register("fifo")
-def fifo(spec: SchedulerSpec, metric: str, mode: str, max_t: int) -> TrialScheduler:
+def fifo(spec: SchedulerSpec, context: SchedulerContext) -> TrialScheduler:
     return FIFOScheduler()

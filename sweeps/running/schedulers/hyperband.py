@@ -2,14 +2,14 @@
 
 from ray.tune.schedulers import HyperBandScheduler, TrialScheduler
 
-from sweeps.running.schedulers.base import on_evaluations, register
+from sweeps.running.schedulers.base import SchedulerContext, register
 from sweeps.spec import SchedulerSpec
 
 
 @register("hyperband")
-def hyperband(spec: SchedulerSpec, metric: str, mode: str, max_t: int) -> TrialScheduler:
+def hyperband(spec: SchedulerSpec, context: SchedulerContext) -> TrialScheduler:
     return HyperBandScheduler(
-        **on_evaluations(metric, mode),
-        max_t=max_t,
+        **context.on_evaluations(),
+        max_t=context.max_t,
         reduction_factor=spec.reduction_factor,
     )

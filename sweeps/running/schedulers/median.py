@@ -2,14 +2,14 @@
 
 from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
 
-from sweeps.running.schedulers.base import on_evaluations, register
+from sweeps.running.schedulers.base import SchedulerContext, register
 from sweeps.spec import SchedulerSpec
 
 
 @register("median")
-def median(spec: SchedulerSpec, metric: str, mode: str, max_t: int) -> TrialScheduler:
+def median(spec: SchedulerSpec, context: SchedulerContext) -> TrialScheduler:
     return MedianStoppingRule(
-        **on_evaluations(metric, mode),
+        **context.on_evaluations(),
         grace_period=spec.grace_period,
         min_samples_required=2,
     )

@@ -60,3 +60,22 @@ class DefineByRun:
 
 
 define_by_run = DefineByRun
+
+
+def draw_population(
+    method: str, space: dict[str, Param], fixed: dict[str, Any], seed: int, size: int
+) -> list[dict[str, Any]]:
+    """`size` configurations drawn up front by a method that needs no results (random, grid):
+    the starting population of population-based training."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=make_sampler(method, space, seed))
+    draw = DefineByRun(space, fixed)
+    population: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        population.append(draw(trial))
+        return 0.0
+
+    # `optimize`, not ask/tell: the grid sampler stops the study once the grid is used up.
+    study.optimize(objective, n_trials=size)
+    return population
