@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             state = "promoted" if done.created else "already promoted"
             print(f"{state}: trial {done.manifest['trial_id']} at {done.location}")
         else:
-            _print_best(results.best(), metric)
+            from sweeps.results.confirmation import confirmed_best
+
+            _print_best(confirmed_best(spec), metric)
     except FinetuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

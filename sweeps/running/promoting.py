@@ -3,13 +3,17 @@ model artifact when the spec asks for one."""
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from collections.abc import Callable
+from typing import Any
 
 from sweeps.errors import PromotionError
-from sweeps.results.queries import SweepResults
+from sweeps.results.confirmation import confirmation_of, confirmed_best
 from sweeps.results.wandb_stream import log_model_artifact
 from sweeps.spec import SweepSpec, apply_params
-from sweeps.store.promotion import Promotion, promote
+from sweeps.store.promotion import BestTrial, Promotion, evaluate_checkpoint, promote
+from trainables.objective import Objective, is_finite_number
 
 
 def promote_best(
@@ -28,9 +32,11 @@ def promote_best(
     if not dest:
         raise PromotionError("promote.to: no destination; set it in the spec or pass --to")
     objective = spec.promotion_objective
-    best = SweepResults.of(spec).best(objective)
+    best = confirmed_best(spec, objective)
     if best is None:
         return None
+    if best.confirmation is not None:
+        best = _with_test_scores(spec, best, objective)
     job = apply_params(spec.job, best.params, name=best.trial_id, source=f"trial {best.trial_id}")
     done = promote(
         best,
@@ -50,3 +56,37 @@ def promote_best(
             folder=done.location,
         )
     return done
+
+
+def _with_test_scores(spec: SweepSpec, best: BestTrial, objective: Objective) -> BestTrial:
+    """Adds each of the confirmation winner's seeds' validation and test scores (of the
+    checkpoint that seed would promote), with their mean and sample standard deviation."""
+    stage = confirmation_of(spec)
+    winner = stage.winner if stage else None
+    if stage is None or winner is None:
+        return best
+    test_metric = "test_" + objective.metric.removeprefix("val_")
+    runs: list[dict[str, Any]] = []
+    for run in winner.runs:
+        row = stage.best_report(run, objective) if run.trial_id else None
+        entry: dict[str, Any] = {"seed": run.seed, "trial_id": run.trial_id}
+        if row is not None:
+            params = stage.plan.point(winner.candidate, run.seed)
+            job = apply_params(spec.job, params, name=run.trial_id, source=f"trial {run.trial_id}")
+            entry["val"] = row.get(objective.metric)
+            entry["test"] = evaluate_checkpoint(stage.checkpoint(row), job)
+        runs.append(entry)
+    scores = {
+        "val": [r["val"] for r in runs if is_finite_number(r.get("val"))],
+        "test": [
+            r["test"][test_metric]
+            for r in runs
+            if r.get("test") and is_finite_number(r["test"].get(test_metric))
+        ],
+    }
+    figures: dict[str, Any] = {"metric": objective.metric, "test_metric": test_metric}
+    for split, values in scores.items():
+        figures[f"{split}_mean"] = statistics.fmean(values) if values else None
+        figures[f"{split}_std"] = statistics.stdev(values) if len(values) >= 2 else None
+    confirmation = {**(best.confirmation or {}), "winner": {**figures, "runs": runs}}
+    return dataclasses.replace(best, confirmation=confirmation)

@@ -8,18 +8,21 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import ray
 import ray.tune
 from ray.tune import Callback
 
 from sweeps.errors import SpecError
+from sweeps.results.confirmation import confirmed_best
 from sweeps.results.progress import SweepProgress
 from sweeps.results.queries import SweepResults
 from sweeps.results.results import ResultsLog, TrialSummary
+from sweeps.results.wandb_stream import WandbStreamer
 from sweeps.running.callbacks import PromoteOnImprovement, log_promotion, wandb_streamer
-from sweeps.running.placement import max_evaluations, preflight
+from sweeps.running.confirming import confirmation_stage
+from sweeps.running.placement import Placement, max_evaluations, preflight
 from sweeps.running.promoting import promote_best
 from sweeps.running.resume import is_resume, save_spec
 from sweeps.running.trial import make_trial_driver
@@ -64,13 +67,13 @@ def run_sweep(
     callbacks: Sequence[Callback] = (),
     progress: TextIO | None = None,
 ) -> SweepOutcome:
-    """Runs (or resumes) a sweep.
+    """Runs (or resumes) a sweep: the search, then its confirmation stage if the spec has one.
 
     A sweep whose name exists under the storage path resumes: finished trials are not rerun.
 
     Args:
         spec: The sweep.
-        restart: Discard an existing sweep of this name first.
+        restart: Discard an existing sweep of this name (and its confirmation) first.
         callbacks: More Tune callbacks (benchmarks' clocks, tests' probes).
         progress: Where a `SweepProgress` line goes on every change; None prints nothing.
             Tune's own trial table is always off.
@@ -81,6 +84,42 @@ def run_sweep(
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
     placement = preflight(spec)
+    results = SweepResults.of(spec)
+    promote_on_improvement = bool(spec.promote and spec.promote.when == "improvement")
+    streamer = _run_stage(spec, placement, restart, callbacks, progress, promote_on_improvement)
+    if spec.search.confirm is not None:
+        stage = confirmation_stage(spec, restart)
+        if stage is not None:
+            confirm, points = stage
+            # `confirmation_stage` has already started a restarted stage afresh.
+            _run_stage(confirm, placement, False, callbacks, progress, False, points)
+
+    promotion = promote_best(spec) if spec.promote else None
+    if spec.promote:
+        log_promotion(promotion, spec.promotion_objective.metric)
+    offline = None
+    if streamer is not None and streamer.mode == "offline":
+        offline = f"{streamer.directory}/wandb/offline-run-*"
+    return SweepOutcome(
+        best=confirmed_best(spec),
+        promotion=promotion,
+        trials=results.trials(),
+        planned_trials=spec.trials,
+        wandb_offline_runs=offline,
+    )
+
+
+def _run_stage(
+    spec: SweepSpec,
+    placement: Placement,
+    restart: bool,
+    callbacks: Sequence[Callback],
+    progress: TextIO | None,
+    promote_on_improvement: bool,
+    points: list[dict[str, Any]] | None = None,
+) -> WandbStreamer | None:
+    """One Tune experiment of the sweep (the search, or the confirmation with its `points`),
+    run or resumed to its end. Returns its W&B streamer, if it streams."""
     results = SweepResults.of(spec)
     folder = results.folder
     try:
@@ -96,7 +135,7 @@ def run_sweep(
     streamer = wandb_streamer(spec, planned, folder)
     if streamer is not None:
         all_callbacks.append(streamer)
-    if spec.promote and spec.promote.when == "improvement":
+    if promote_on_improvement:
         promote = functools.partial(promote_best, spec)
         all_callbacks.append(PromoteOnImprovement(spec.promotion_objective, results_log, promote))
     if progress is not None:
@@ -123,22 +162,10 @@ def run_sweep(
             storage=Location.of(spec.storage_path).uri,
             callbacks=all_callbacks,
             quiet=True,
+            points=points,
         )
     tuner.fit()
-
-    promotion = promote_best(spec) if spec.promote else None
-    if spec.promote:
-        log_promotion(promotion, spec.promotion_objective.metric)
-    offline = None
-    if streamer is not None and streamer.mode == "offline":
-        offline = f"{streamer.directory}/wandb/offline-run-*"
-    return SweepOutcome(
-        best=results.best(),
-        promotion=promotion,
-        trials=results.trials(),
-        planned_trials=spec.trials,
-        wandb_offline_runs=offline,
-    )
+    return streamer
 
 
 def _restore(folder: Location, driver: object, callbacks: list[Callback]) -> ray.tune.Tuner:

@@ -27,6 +27,7 @@ def build_tuner(
     callbacks: Sequence[Callback] = (),
     quiet: bool = False,
     reuse_actors: bool = False,
+    points: list[dict[str, Any]] | None = None,
 ) -> ray.tune.Tuner:
     """A fresh `Tuner` for `spec` around any Tune trainable (the seam the contract test uses).
 
@@ -41,22 +42,27 @@ def build_tuner(
         reuse_actors: Reuse trial actors between trials. Only for trainables without Train
             inside: with a `TorchTrainer` per trial it hung a tpe+asha sweep here (Tune lost
             track of a reset actor's trial while its Train run waited to report).
+        points: Run exactly these trial configs instead of searching (the confirmation
+            stage); the spec's `num_samples` should be their number.
     """
     keep_credentials_out_of_ray_logs()
     search = spec.search
     fixed = flatten(spec.job.model_dump(mode="json"))
     context = SchedulerContext(spec.objective, max_t, search.space, fixed, search.seed)
+    if points is None and spec.scheduler.name == "pbt":
+        points = population(spec, fixed)
     return ray.tune.Tuner(
         trainable,
         tune_config=ray.tune.TuneConfig(
-            search_alg=search_algorithm(spec, fixed),
+            search_alg=search_algorithm(spec, fixed, points),
             scheduler=make_scheduler(spec.scheduler, context),
             num_samples=spec.trials,
             max_concurrent_trials=max_concurrent,
             time_budget_s=search.time_budget_s,
             reuse_actors=reuse_actors,
         ),
-        param_space=dict.fromkeys(search.space) if spec.scheduler.name == "pbt" else None,
+        # Tune presets only keys its param space has.
+        param_space=dict.fromkeys(points[0]) if points else None,
         run_config=ray.tune.RunConfig(
             name=spec.name,
             storage_path=storage,
@@ -73,15 +79,14 @@ def build_tuner(
     )
 
 
-def search_algorithm(spec: SweepSpec, fixed: dict[str, Any]) -> SearchAlgorithm:
-    """Optuna's sampler of the spec's method through `OptunaSearch`; under PBT, which Tune
-    allows no searcher beside, the population drawn up front by that method."""
+def search_algorithm(
+    spec: SweepSpec, fixed: dict[str, Any], points: list[dict[str, Any]] | None = None
+) -> SearchAlgorithm:
+    """Optuna's sampler of the spec's method through `OptunaSearch`; given `points` (PBT's
+    population, which Tune allows no searcher beside, or the confirmation stage's runs),
+    exactly those configs in order."""
     search = spec.search
-    if spec.scheduler.name == "pbt":
-        population = draw_population(search.method, search.space, fixed, search.seed, spec.trials)
-        # Tune presets only keys its param space has, so every trial carries every key of the
-        # space: a conditional parameter that does not apply keeps the job's own value.
-        points = [{k: point.get(k, fixed.get(k)) for k in search.space} for point in population]
+    if points is not None:
         return BasicVariantGenerator(points_to_evaluate=points, random_state=search.seed)
     return OptunaSearch(
         space=define_by_run(search.space, fixed),
@@ -89,6 +94,15 @@ def search_algorithm(spec: SweepSpec, fixed: dict[str, Any]) -> SearchAlgorithm:
         mode=search.mode,
         sampler=make_sampler(search.method, search.space, search.seed),
     )
+
+
+def population(spec: SweepSpec, fixed: dict[str, Any]) -> list[dict[str, Any]]:
+    """PBT's starting population, drawn up front by the spec's method (random or grid)."""
+    search = spec.search
+    drawn = draw_population(search.method, search.space, fixed, search.seed, spec.trials)
+    # Every trial carries every key of the space: a conditional parameter that does not
+    # apply keeps the job's own value.
+    return [{k: point.get(k, fixed.get(k)) for k in search.space} for point in drawn]
 
 
 def keep_credentials_out_of_ray_logs() -> None:

@@ -5,6 +5,7 @@ from sweeps.spec.dotted import apply_overrides, field_paths, flatten, set_dotted
 from sweeps.spec.jobs import PlannedReports, ResolvedJob, apply_params
 from sweeps.spec.space import Param
 from sweeps.spec.spec import (
+    ConfirmSpec,
     PromoteSpec,
     SchedulerSpec,
     SearchSpec,
@@ -15,6 +16,7 @@ from sweeps.spec.spec import (
 )
 
 __all__ = [
+    "ConfirmSpec",
     "Param",
     "PlannedReports",
     "PromoteSpec",

@@ -48,6 +48,9 @@ class BestTrial:
     #: Under PBT, the hyperparameters that trained this checkpoint, segment by segment
     #: (`{"from_step", "trial_id", "params"}`, oldest first); None for fixed configurations.
     schedule: list[dict[str, Any]] | None = None
+    #: After a confirmation stage: its seeds, and each candidate's runs with their mean and
+    #: standard deviation, the winner first (`sweeps.results.confirmation.summary`).
+    confirmation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -159,9 +162,7 @@ def _copy_version(
 ) -> dict[str, Any]:
     # Whatever an interrupted earlier copy left here is rewritten from scratch.
     storage.delete(target)
-    names = [n for n in storage.files(best.checkpoint) if not _TRAINING_ONLY.search(n)]
-    if not names:
-        raise PromotionError(f"{best.checkpoint}: the checkpoint holds no model files")
+    names = _model_files(best.checkpoint)
     with tempfile.TemporaryDirectory(prefix="promote-") as local:
         hashes = {
             name: storage.copy_file(best.checkpoint.join(name), Location.of(local).join(name))
@@ -185,6 +186,7 @@ def _copy_version(
         "source": {"checkpoint": str(best.checkpoint)},
         "hyperparameters": best.params,
         **({"hyperparameter_schedule": best.schedule} if best.schedule else {}),
+        **({"confirmation": best.confirmation} if best.confirmation else {}),
         "metrics": best.metrics,
         "test_metrics": test_metrics,
         "versions": _versions(),
@@ -194,6 +196,24 @@ def _copy_version(
     }
     storage.write_text(target.join(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def _model_files(checkpoint: Location) -> list[str]:
+    names = [n for n in storage.files(checkpoint) if not _TRAINING_ONLY.search(n)]
+    if not names:
+        raise PromotionError(f"{checkpoint}: the checkpoint holds no model files")
+    return names
+
+
+def evaluate_checkpoint(checkpoint: Location, job: FinetuneConfig) -> dict[str, float] | None:
+    """Test-split metrics of the model in a checkpoint (copied to a local temporary folder);
+    None when the job's data has no test split."""
+    from trainables.evaluation import evaluate_folder
+
+    with tempfile.TemporaryDirectory(prefix="evaluate-") as local:
+        for name in _model_files(checkpoint):
+            storage.copy_file(checkpoint.join(name), Location.of(local).join(name))
+        return evaluate_folder(job, local)
 
 
 def _point_latest(root: Location, version: str) -> None:
