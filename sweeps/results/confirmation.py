@@ -150,9 +150,7 @@ class Confirmed:
         return ranked[0] if ranked else None
 
 
-def decide(
-    plan: ConfirmPlan, trials: list[TrialSummary], objective: Objective
-) -> list[Confirmed]:
+def decide(plan: ConfirmPlan, trials: list[TrialSummary], objective: Objective) -> list[Confirmed]:
     """Each candidate with its runs, best mean first (the winner), by `objective`.
 
     A run is matched to its (candidate, seed) by its parameters; a run that reported no finite
