@@ -138,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             local = Path(results.folder.path) if results.folder.is_local else Path(spec.name)
             out = Path(args.out) if args.out else local / "report"
-            print(f"report: {write_report(spec.name, spec.search, spec.scheduler, rows, out)}")
+            from sweeps.results.confirmation import confirmation_summary
+
+            confirmed = confirmation_summary(spec)
+            page = write_report(spec.name, spec.search, spec.scheduler, rows, out, confirmed)
+            print(f"report: {page}")
         elif args.command == "promote":
             from sweeps.running.promoting import promote_best
 

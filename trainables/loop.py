@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import tempfile
 import time
@@ -106,7 +107,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         return epoch_batches(lengths, t.batch_size, world, rank, t.seed, epoch, group_by_length)
 
     # The run's own checkpoint (a restarted worker group) wins over the one it started from.
-    checkpoint = ray.train.get_checkpoint() or checkpoint_at(cfg.start_from)
+    own = ray.train.get_checkpoint()
+    checkpoint = own or checkpoint_at(cfg.start_from)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_dir:
         torch.manual_seed(t.seed)  # the same fresh head on every rank
         source = (
@@ -130,6 +132,19 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
     model.train()
     window = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, rows, seconds
+    if own is None and checkpoint is not None and pos.step >= plan.total_steps:
+        # Started from another run's final checkpoint (PBT copying a trial that had ended):
+        # nothing is left to train, but the run still reports the model it holds, once.
+        lr = lr_at(pos.step, tracker.lr_scale)
+        evaluate_and_report(
+            _train_metrics(window, lr, pos.step, plan.steps_per_epoch),
+            evaluate_on,
+            save,
+            pos,
+            tracker,
+            cfg,
+            plan,
+        )
     while pos.step < plan.total_steps and not pos.stopped:
         start = pos.batches_done
         group = batches_of(pos.epoch)[start : start + t.grad_accum_steps]
@@ -241,7 +256,7 @@ def _train_metrics(
     loss_sum, rows, _ = all_reduce_sum(window.clone()).tolist()
     seconds = window[2].item()  # each rank's own wall time; ranks run in lockstep under DDP
     return {
-        "train_loss": loss_sum / max(rows, 1),
+        "train_loss": loss_sum / rows if rows else math.nan,  # nan: no step since
         "learning_rate": lr,
         "epoch": step / steps_per_epoch,
         "step": step,

@@ -222,6 +222,12 @@ def confirmation_of(spec: SweepSpec) -> Confirmation | None:
     return Confirmation(plan, decide(plan, results.trials(), spec.objective), results, rows)
 
 
+def confirmation_summary(spec: SweepSpec) -> dict[str, Any] | None:
+    """The stage as the report shows it (`summary`); None without one."""
+    stage = confirmation_of(spec)
+    return summary(stage.plan, stage.ranked, spec.objective) if stage else None
+
+
 def confirmed_best(spec: SweepSpec, objective: Objective | None = None) -> BestTrial | None:
     """The sweep's best trial: with a confirmation stage that ran, the winner's best seed (its
     report best by `objective`, default the sweep's), carrying the stage's figures for the

@@ -296,6 +296,41 @@ def _exploit_table(rows: list[dict[str, Any]]) -> str:
     return f"<h2>Exploits (PBT)</h2><table>{head}{body}</table>"
 
 
+def _confirmation_table(confirmation: dict[str, Any] | None) -> str:
+    """The confirmation stage: each candidate's search value against its mean over seeds."""
+    if not confirmation:
+        return ""
+    metric = html.escape(confirmation["metric"])
+    head = (
+        f"<tr><th>search trial</th><th>parameters</th><th>{metric} in the search</th>"
+        f"<th>mean over seeds</th><th>std</th><th>per seed</th></tr>"
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(cell))}</td>"
+            for cell in [
+                c["search_trial"],
+                ", ".join(f"{k}={_short(v)}" for k, v in sorted(c["params"].items())),
+                _short(c["search_value"]),
+                "-" if c["mean"] is None else _short(c["mean"]),
+                "-" if c["std"] is None else _short(c["std"]),
+                ", ".join(
+                    f"{r['seed']}: {'-' if r['value'] is None else _short(r['value'])}"
+                    for r in c["runs"]
+                ),
+            ]
+        )
+        + "</tr>"
+        for c in confirmation["candidates"]
+    )
+    return (
+        f"<h2>Confirmation over seeds {html.escape(str(confirmation['seeds']))}</h2>"
+        f"<p>The winner (first row) has the best mean; promotion takes its best seed.</p>"
+        f"<table>{head}{body}</table>"
+    )
+
+
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -313,8 +348,10 @@ def write_report(
     scheduler: SchedulerSpec,
     rows: list[dict[str, Any]],
     out: Path,
+    confirmation: dict[str, Any] | None = None,
 ) -> Path:
-    """Renders the report of sweep `name` from `rows` (its results) into `out`.
+    """Renders the report of sweep `name` from `rows` (its results) into `out`, with the
+    confirmation stage's `summary` when there is one.
 
     Returns:
         The path of `report.html`.
@@ -373,6 +410,7 @@ def write_report(
 <p>{len(trials)} trials, method {search.method}, scheduler {scheduler.name},
 target {metric} ({mode}). Importance: {html.escape(importance_line)}.</p>
 <h2>Top trials</h2><table><tr>{head}</tr>{body}</table>
+{_confirmation_table(confirmation)}
 {_exploit_table(rows)}
 <h2>Plots</h2>{figures}</body></html>"""
     report = out / "report.html"

@@ -49,15 +49,20 @@ def build_tuner(
     search = spec.search
     fixed = flatten(spec.job.model_dump(mode="json"))
     context = SchedulerContext(spec.objective, max_t, search.space, fixed, search.seed)
+    generator_cap = max_concurrent
     if points is None and spec.scheduler.name == "pbt":
         points = population(spec, fixed)
+        # The whole population must exist for PBT to compare it: Tune time-slices what does not
+        # fit at once (pausing a trial to its checkpoint) instead of holding trials back.
+        generator_cap = 0
     return ray.tune.Tuner(
         trainable,
         tune_config=ray.tune.TuneConfig(
-            search_alg=search_algorithm(spec, fixed, points),
+            search_alg=search_algorithm(spec, fixed, points, generator_cap),
             scheduler=make_scheduler(spec.scheduler, context),
             num_samples=spec.trials,
-            max_concurrent_trials=max_concurrent,
+            # A fixed list of points caps its own concurrency (Tune ignores this setting then).
+            max_concurrent_trials=None if points else max_concurrent,
             time_budget_s=search.time_budget_s,
             reuse_actors=reuse_actors,
         ),
@@ -80,14 +85,19 @@ def build_tuner(
 
 
 def search_algorithm(
-    spec: SweepSpec, fixed: dict[str, Any], points: list[dict[str, Any]] | None = None
+    spec: SweepSpec,
+    fixed: dict[str, Any],
+    points: list[dict[str, Any]] | None = None,
+    max_concurrent: int = 0,
 ) -> SearchAlgorithm:
     """Optuna's sampler of the spec's method through `OptunaSearch`; given `points` (PBT's
     population, which Tune allows no searcher beside, or the confirmation stage's runs),
     exactly those configs in order."""
     search = spec.search
     if points is not None:
-        return BasicVariantGenerator(points_to_evaluate=points, random_state=search.seed)
+        return BasicVariantGenerator(
+            points_to_evaluate=points, max_concurrent=max_concurrent, random_state=search.seed
+        )
     return OptunaSearch(
         space=define_by_run(search.space, fixed),
         metric=search.metric,

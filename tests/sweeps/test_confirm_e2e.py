@@ -105,3 +105,23 @@ def test_the_manifest_holds_every_seeds_validation_and_test_scores(
     # The promoted seed's test score is the one the promotion itself measured.
     promoted = next(r for r in winner["runs"] if r["trial_id"] == manifest["trial_id"])
     assert promoted["test"]["test_loss"] == pytest.approx(manifest["test_metrics"]["test_loss"])
+
+
+@pytest.mark.timeout(300)
+def test_the_report_shows_the_confirmation_winner_first(
+    confirmed: tuple[SweepSpec, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    from sweeps.results.confirmation import confirmation_summary
+    from sweeps.results.queries import SweepResults
+    from sweeps.results.report import write_report
+
+    spec, _, manifest = confirmed
+    rows = SweepResults.of(spec).rows()
+    page = write_report(
+        spec.name, spec.search, spec.scheduler, rows, tmp_path, confirmation_summary(spec)
+    ).read_text()
+    table = page.split("<h2>Confirmation over seeds")[1]
+    # The promoted configuration (checked against the results files above) heads the table.
+    winner_lr = manifest["hyperparameters"]["optimizer.lr"]
+    first_row = table.split("<tr>")[2]
+    assert f"optimizer.lr={winner_lr:.3g}" in first_row

@@ -173,3 +173,44 @@ def test_a_promoted_pbt_model_holds_its_hyperparameter_schedule(
             and r["exploit_step"] == after["from_step"]
             for r in rows
         )
+
+
+@pytest.mark.timeout(300)
+def test_the_pbt_example_runs_as_a_smoke_test(tiny_model_dir: str, tmp_path: Path) -> None:
+    from sweeps.cli import main
+
+    example = Path(__file__).resolve().parents[2] / "sweeps" / "examples" / "pbt.yaml"
+    status = main(
+        [
+            "run",
+            str(example),
+            "--smoke-test",
+            "--set",
+            f"storage_path={tmp_path}",
+            "--set",
+            f"promote.to={tmp_path / 'models'}",
+            # The tiny model stands in for the embedded one: the example's path, not its model.
+            "--set",
+            f"job.model.name_or_path={tiny_model_dir}",
+        ]
+    )
+    assert status == 0
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "pbt" / "results.parquet").to_pylist()
+    last = {r["trial_id"]: r["trial_status"] for r in rows}
+    assert sorted(last.values()) == ["TERMINATED", "TERMINATED"]
+    assert (tmp_path / "models" / "pbt" / "v1" / "manifest.json").exists()
+
+
+@pytest.mark.timeout(300)
+def test_a_run_started_from_a_final_checkpoint_reports_it_once(
+    pbt_sweep: tuple[SweepSpec, Path], tmp_path: Path
+) -> None:
+    # What an asynchronous exploit of a trial that had already ended starts from.
+    spec, _ = pbt_sweep
+    rows = SweepResults.of(spec).rows()
+    final = next(r for r in rows if r["step"] == 40)
+    params = {k.removeprefix("param."): v for k, v in final.items() if k.startswith("param.")}
+    again = replay(spec, params, final["checkpoint_path"], 40, tmp_path / "final")
+    assert again["val_loss"] == pytest.approx(final["val_loss"], rel=1e-5)
