@@ -1,0 +1,1 @@
+"""Benchmarks (scripts; a package so tests can import their harnesses)."""

@@ -1,0 +1,616 @@
+"""Search quality: which method finds a good model for the least compute, replayed on recorded
+learning curves.
+
+Every method runs through this project's own search methods and schedulers, the real Ray Tune
+objects a sweep builds from its spec (`sweeps.running.tuner.search_algorithm`, wrapped in Tune's
+`ConcurrencyLimiter` as `max_concurrent_trials` wraps it, and `make_scheduler`), against the table
+`bench/search_quality_record.py` recorded. A simulated clock replaces Tune's event loop, as Syne
+Tune's simulator backend does: the searcher and scheduler are driven directly (suggest /
+on_trial_result / on_trial_complete; on_trial_add / on_trial_result / on_trial_complete /
+choose_trial_to_run, honouring CONTINUE, PAUSE and STOP), and each report advances its trial by the
+recorded seconds of that evaluation. A proposed point takes the **nearest recorded
+configuration** (categorical values first, then distance in design steps: one learning-rate level,
+one batch-size doubling); each trial draws one of the configuration's recorded seeds.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/search_quality.py [--reps 30] [--jobs 2]
+
+Printed per method and worker count: the median simulated wall time to reach the target (the
+95th percentile of the table's final validation accuracies) with a 95% bootstrap interval; the
+test accuracy of the configuration it would promote (its best validation report so far) at
+0.25x, 0.5x and 1x the compute of the full design (every configuration run once); how often that
+test score is more than 1 point below the table's best (the best configuration's mean final
+test accuracy); and last `time-to-target vs random: <x>x, vs HF hps default: <y>x` for the
+project's default method (sweeps/examples/laptop.yaml: tpe + asha).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import logging
+import math
+import multiprocessing
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent
+TABLE = ROOT / "data" / "search_quality_curves.parquet"
+MAX_T = 6  # evaluations of a recorded run: the schedulers' horizon
+
+#: Distance weights of the nearest-configuration lookup: one step of the design is 1.
+_LR_STEP = 0.6  # decades between two recorded learning rates
+_CATEGORICAL_MISMATCH = 100.0
+
+PENDING, RUNNING, PAUSED, TERMINATED = "PENDING", "RUNNING", "PAUSED", "TERMINATED"
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One recorded run: per evaluation, validation and test accuracy and seconds spent."""
+
+    val: np.ndarray
+    test: np.ndarray
+    seconds: np.ndarray
+
+
+@dataclass(frozen=True)
+class Table:
+    """The recorded design: configurations (table columns), their runs by seed, and the
+    figures every method is judged by."""
+
+    configs: dict[int, dict[str, Any]]
+    curves: dict[tuple[int, int], Curve]
+
+    @classmethod
+    def read(cls, path: Path = TABLE) -> Table:
+        rows = pq.read_table(path).to_pylist()
+        configs: dict[int, dict[str, Any]] = {}
+        runs: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for row in rows:
+            configs[row["config_id"]] = {
+                k: row[k]
+                for k in ("lr", "batch_size", "optimizer", "freeze", "weight_decay", "warmup_ratio")
+            }
+            runs.setdefault((row["config_id"], row["seed"]), []).append(row)
+        curves = {}
+        for key, run in runs.items():
+            run.sort(key=lambda r: r["evaluation"])
+            curves[key] = Curve(
+                np.array([r["val_accuracy"] for r in run]),
+                np.array([r["test_accuracy"] for r in run]),
+                np.array([r["seconds"] for r in run]),
+            )
+        return cls(configs, curves)
+
+    def seeds(self, config_id: int) -> list[int]:
+        return sorted(s for c, s in self.curves if c == config_id)
+
+    @property
+    def target(self) -> float:
+        """The top 5% of the table's final validation accuracies (its 95th percentile)."""
+        return float(np.quantile([c.val[-1] for c in self.curves.values()], 0.95))
+
+    @property
+    def full_cost(self) -> float:
+        """Seconds to run every configuration once (its seeds' mean length)."""
+        return float(
+            sum(
+                np.mean([self.curves[c, s].seconds.sum() for s in self.seeds(c)])
+                for c in self.configs
+            )
+        )
+
+    @property
+    def best_test(self) -> float:
+        """The best configuration's mean final test accuracy over its seeds."""
+        return max(
+            float(np.mean([self.curves[c, s].test[-1] for s in self.seeds(c)]))
+            for c in self.configs
+        )
+
+    def nearest(self, point: dict[str, Any]) -> int:
+        """The recorded configuration closest to `point` (table column names; absent keys are
+        not compared): categorical mismatches dominate, then learning-rate levels (log scale)
+        and batch-size doublings."""
+
+        def distance(config: dict[str, Any]) -> float:
+            d = 0.0
+            for key, value in point.items():
+                if key == "lr":
+                    d += (math.log10(value / config["lr"]) / _LR_STEP) ** 2
+                elif key == "batch_size":
+                    d += math.log2(value / config["batch_size"]) ** 2
+                elif key in ("weight_decay", "warmup_ratio"):
+                    d += 0.25 * ((value - config[key]) / 0.1) ** 2
+                elif config[key] != value:
+                    d += _CATEGORICAL_MISMATCH
+            return d
+
+        return min(self.configs, key=lambda c: (distance(self.configs[c]), c))
+
+
+# --------------------------------------------------------------------------- the simulator
+
+
+class SimTrial:
+    """What Tune's schedulers read of a trial: id, status, config, last result, is_saving."""
+
+    def __init__(self, trial_id: str, config: dict[str, Any], curve: Curve, evaluations: int):
+        self.trial_id = trial_id
+        self.config = config
+        self.status = PENDING
+        self.is_saving = False
+        self.last_result: dict[str, Any] = {}
+        self.curve = curve
+        self.evaluations = evaluations
+        self.done = 0  # evaluations reported
+
+    def __repr__(self) -> str:
+        return f"SimTrial({self.trial_id}, {self.status}, {self.done}/{self.evaluations})"
+
+
+@dataclass(order=True)
+class Report:
+    """One evaluation as the sweep saw it: when (simulated wall seconds), the compute spent by
+    then (worker-seconds), and its scores."""
+
+    wall: float
+    compute: float
+    val: float
+    test: float
+
+
+#: A proposal -> (the recorded curve it replays, evaluations it runs).
+Resolver = Callable[[dict[str, Any], np.random.Generator], tuple[Curve, int]]
+
+
+@dataclass
+class Simulation:
+    """Drives one searcher and one scheduler against recorded curves on a simulated clock.
+
+    The controller side follows Tune's `TuneController`: a free worker runs what
+    `choose_trial_to_run` returns, else a new trial the searcher suggests (the
+    `ConcurrencyLimiter` refuses one while `workers` trials are live, paused ones included);
+    STOP and the last report end a trial (`on_trial_complete` for both), PAUSE frees its worker,
+    and the scheduler's `stop_trial` of a paused trial calls `on_trial_remove`.
+
+    Args:
+        searcher: A Tune `Searcher` (what `ConcurrencyLimiter` wraps).
+        scheduler: A Tune `TrialScheduler`.
+        resolve: Maps a suggested config to its recorded curve and length.
+        workers: Trials at once.
+        compute_budget: Worker-seconds after which the sweep ends.
+        max_trials: Trials the searcher may suggest (a grid's size).
+        metric: The reported key the searcher and scheduler watch.
+    """
+
+    searcher: Any
+    scheduler: Any
+    resolve: Resolver
+    workers: int
+    compute_budget: float
+    rng: np.random.Generator
+    max_trials: int = 100_000
+    metric: str = "val_accuracy"
+    trials: list[SimTrial] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
+    stalled: bool = False
+    _events: list[tuple[float, int, SimTrial]] = field(default_factory=list)
+    _now: float = 0.0
+    _compute: float = 0.0
+    _seq: int = 0
+
+    # The TuneController methods schedulers call.
+    def get_trials(self) -> list[SimTrial]:
+        return list(self.trials)
+
+    def get_live_trials(self) -> list[SimTrial]:
+        return [t for t in self.trials if t.status != TERMINATED]
+
+    def stop_trial(self, trial: SimTrial) -> None:
+        if trial.status in (PENDING, PAUSED):
+            self.scheduler.on_trial_remove(self, trial)
+            self.searcher.on_trial_complete(trial.trial_id)
+        elif trial.status == RUNNING:
+            self.scheduler.on_trial_complete(self, trial, trial.last_result)
+            self.searcher.on_trial_complete(trial.trial_id, result=trial.last_result)
+            self._events = [e for e in self._events if e[2] is not trial]
+            heapq.heapify(self._events)
+        trial.status = TERMINATED
+
+    def _running(self) -> int:
+        return sum(t.status == RUNNING for t in self.trials)
+
+    def _start(self, trial: SimTrial) -> None:
+        trial.status = RUNNING
+        self._seq += 1
+        heapq.heappush(
+            self._events, (self._now + trial.curve.seconds[trial.done], self._seq, trial)
+        )
+
+    def _fill(self) -> None:
+        while self._running() < self.workers:
+            trial = self.scheduler.choose_trial_to_run(self)
+            if trial is None:
+                if len(self.trials) >= self.max_trials:
+                    return
+                trial_id = f"{len(self.trials):05d}"
+                config = self.searcher.suggest(trial_id)
+                if config is None or config == "FINISHED":
+                    return
+                curve, evaluations = self.resolve(config, self.rng)
+                trial = SimTrial(trial_id, config, curve, evaluations)
+                self.trials.append(trial)
+                self.scheduler.on_trial_add(self, trial)
+                continue
+            self._start(trial)
+
+    def run(self) -> Simulation:
+        """Runs until the compute budget is spent, or nothing can run (`stalled`)."""
+        self._fill()
+        while self._events:
+            when, _, trial = heapq.heappop(self._events)
+            self._compute += (when - self._now) * (self._running())
+            self._now = when
+            if self._compute > self.compute_budget:
+                return self
+            curve, k = trial.curve, trial.done
+            trial.done += 1
+            result = {
+                "training_iteration": trial.done,
+                self.metric: float(curve.val[k]),
+                "time_total_s": float(curve.seconds[: k + 1].sum()),
+                "trial_id": trial.trial_id,
+            }
+            self.reports.append(
+                Report(when, self._compute, float(curve.val[k]), float(curve.test[k]))
+            )
+            decision = self.scheduler.on_trial_result(self, trial, result)
+            trial.last_result = result
+            if decision != "STOP":
+                self.searcher.on_trial_result(trial.trial_id, result)
+            if decision == "STOP" or trial.done >= trial.evaluations:
+                self.stop_trial(trial)
+            elif decision == "PAUSE":
+                trial.status = PAUSED
+            else:
+                self._seq += 1
+                heapq.heappush(self._events, (when + curve.seconds[trial.done], self._seq, trial))
+            self._fill()
+        # Nothing runs and nothing can start: trials left paused mean the sweep hangs here.
+        self.stalled = any(t.status == PAUSED for t in self.trials)
+        return self
+
+    def time_to(self, target: float) -> float:
+        """Simulated wall seconds until the first report at or above `target` (inf: never)."""
+        return min((r.wall for r in self.reports if r.val >= target), default=math.inf)
+
+    def promoted_test(self, compute: float) -> float:
+        """The test accuracy of the best validation report with at most `compute` spent (the
+        checkpoint the sweep would promote had it stopped there); NaN before any report."""
+        seen = [r for r in self.reports if r.compute <= compute]
+        if not seen:
+            return math.nan
+        best = max(seen, key=lambda r: (r.val, -r.wall))
+        return float(best.test)
+
+
+# --------------------------------------------------------------------------- the methods
+
+
+BASE_JOB: dict[str, Any] = {
+    "data": {"builtin": "demo"},
+    "training": {"epochs": 2, "monitor": "val_accuracy"},
+}
+#: The table column of each dotted job key the replayed spaces search.
+COLUMNS = {
+    "optimizer.lr": "lr",
+    "training.batch_size": "batch_size",
+    "optimizer.name": "optimizer",
+    "model.freeze": "freeze",
+}
+
+
+def project_space(lrs: Sequence[float] | None = None) -> dict[str, Any]:
+    """The space the project's methods search: the design's ranges (a grid over its levels).
+
+    Weight decay and warmup are not searched: in the recorded fraction they follow from the
+    other factors, so a searched value could never select a different recorded run.
+    """
+    lr: dict[str, Any] = {"grid": list(lrs)} if lrs else {"loguniform": [1e-6, 1e-3]}
+    return {
+        "optimizer.lr": lr,
+        "training.batch_size": {"choice": [16, 32]},
+        "optimizer.name": {"choice": ["adamw", "sgd"]},
+        "model.freeze": {"choice": ["none", "backbone"]},
+    }
+
+
+@dataclass(frozen=True)
+class Method:
+    """A replayed method: the spec's search method and scheduler section."""
+
+    name: str
+    search: str
+    scheduler: dict[str, Any]
+
+
+METHODS = (
+    Method("random", "random", {"name": "fifo"}),
+    Method("grid", "grid", {"name": "fifo"}),
+    Method("tpe", "tpe", {"name": "fifo"}),
+    Method("gp", "gp", {"name": "fifo"}),
+    Method("random+asha", "random", {"name": "asha", "grace_period": 1, "reduction_factor": 3}),
+    Method("tpe+asha", "tpe", {"name": "asha", "grace_period": 1, "reduction_factor": 3}),
+    Method("hyperband", "random", {"name": "hyperband", "reduction_factor": 3}),
+    Method("median", "random", {"name": "median", "grace_period": 1}),
+    Method("HF hps default", "hf", {"name": "fifo"}),
+)
+DEFAULT_METHOD = "tpe+asha"  # sweeps/examples/laptop.yaml: method tpe, scheduler asha
+
+
+def build(method: Method, table: Table, seed: int, workers: int) -> tuple[Any, Any, Resolver, int]:
+    """The searcher (in Tune's `ConcurrencyLimiter`), scheduler, resolver and trial cap of one
+    repetition."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+    from transformers.trainer_utils import default_hp_space_optuna
+
+    from sweeps.running.schedulers import SchedulerContext, make_scheduler
+    from sweeps.running.tuner import search_algorithm
+    from sweeps.spec import flatten, parse_spec
+
+    lrs = sorted({c["lr"] for c in table.configs.values()}) if method.search == "grid" else None
+    spec = parse_spec(
+        {
+            "name": "search-quality",
+            "job": BASE_JOB,
+            "search": {
+                "method": "tpe" if method.search == "hf" else method.search,
+                "metric": "val_accuracy",
+                "mode": "max",
+                "seed": seed,
+                "space": project_space(lrs),
+            },
+            "scheduler": method.scheduler,
+        }
+    )
+    fixed = flatten(spec.job.model_dump(mode="json"))
+    context = SchedulerContext(spec.objective, MAX_T, spec.search.space, fixed, seed)
+    scheduler = make_scheduler(spec.scheduler, context)
+    if method.search == "hf":
+        # transformers' `hyperparameter_search(backend="optuna")` default: its default space,
+        # Optuna's default TPESampler, no pruner.
+        searcher = OptunaSearch(
+            space=default_hp_space_optuna,
+            metric="val_accuracy",
+            mode="max",
+            sampler=optuna.samplers.TPESampler(seed=seed),
+        )
+        resolve = _hf_resolver(table)
+    else:
+        searcher = search_algorithm(spec, fixed)
+        resolve = _project_resolver(table)
+    cap = spec.trials if method.search == "grid" else 100_000
+    return ConcurrencyLimiter(searcher, max_concurrent=workers), scheduler, resolve, cap or 100_000
+
+
+def _pick(table: Table, point: dict[str, Any], rng: np.random.Generator) -> Curve:
+    config_id = table.nearest(point)
+    seeds = table.seeds(config_id)
+    return table.curves[config_id, seeds[int(rng.integers(len(seeds)))]]
+
+
+def _project_resolver(table: Table) -> Resolver:
+    def resolve(config: dict[str, Any], rng: np.random.Generator) -> tuple[Curve, int]:
+        point = {COLUMNS[k]: v for k, v in config.items() if k in COLUMNS}
+        curve = _pick(table, point, rng)
+        return curve, len(curve.val)
+
+    return resolve
+
+
+def _hf_resolver(table: Table) -> Resolver:
+    """HF's point -> a recorded run: HF's fixed defaults (AdamW, no weight decay, no warmup, no
+    freezing) for the rest; its seed picks the recorded seed (seed mod the seeds recorded); its
+    epochs (1..5) run the first ceil(6 * epochs / 5) evaluations of the recorded 6-evaluation run
+    (an approximation: the recorded run's linear decay is stretched over its whole length)."""
+
+    def resolve(config: dict[str, Any], rng: np.random.Generator) -> tuple[Curve, int]:
+        point = {
+            "lr": config["learning_rate"],
+            "batch_size": config["per_device_train_batch_size"],
+            "optimizer": "adamw",
+            "freeze": "none",
+            "weight_decay": 0.0,
+            "warmup_ratio": 0.0,
+        }
+        config_id = table.nearest(point)
+        seeds = table.seeds(config_id)
+        curve = table.curves[config_id, seeds[config["seed"] % len(seeds)]]
+        return curve, min(len(curve.val), math.ceil(MAX_T * config["num_train_epochs"] / 5))
+
+    return resolve
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one repetition of one method gave."""
+
+    method: str
+    workers: int
+    rep: int
+    time_to_target: float
+    tests: tuple[float, ...]  # promoted test accuracy at each BUDGETS fraction
+    trials: int
+    stalled: bool
+
+
+BUDGETS = (0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ReplayTask:
+    """One repetition: a method at a worker count, seeded, on a table, for `horizon` times the
+    full design's compute."""
+
+    method: Method
+    workers: int
+    rep: int
+    table: Path
+    horizon: float = 1.0
+
+
+def replay(task: ReplayTask) -> Outcome:
+    """Runs one repetition on the simulated clock (a module-level function: pools pickle it)."""
+    quiet()
+    table = Table.read(task.table)
+    np.random.seed(task.rep)  # ASHA draws its bracket from numpy's global generator
+    searcher, scheduler, resolve, cap = build(task.method, table, task.rep, task.workers)
+    cost = table.full_cost
+    sim = Simulation(
+        searcher,
+        scheduler,
+        resolve,
+        task.workers,
+        compute_budget=task.horizon * cost,
+        rng=np.random.default_rng(task.rep),
+        max_trials=cap,
+    ).run()
+    return Outcome(
+        task.method.name,
+        task.workers,
+        task.rep,
+        sim.time_to(table.target),
+        tuple(sim.promoted_test(f * cost) for f in BUDGETS),
+        len(sim.trials),
+        sim.stalled,
+    )
+
+
+def quiet() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def bootstrap_median(
+    values: np.ndarray, rng: np.random.Generator, n: int = 2000
+) -> tuple[float, float, float]:
+    """Median and its 95% percentile-bootstrap interval (inf where unreached runs dominate)."""
+    draws = rng.choice(values, size=(n, len(values)), replace=True)
+    medians = np.median(draws, axis=1)
+    # Non-interpolating quantiles: medians may be inf (not reached), and inf - inf is NaN.
+    low = np.quantile(medians, 0.025, method="lower")
+    high = np.quantile(medians, 0.975, method="higher")
+    return float(np.median(values)), float(low), float(high)
+
+
+def ratio_interval(
+    base: np.ndarray, ours: np.ndarray, rng: np.random.Generator, n: int = 2000
+) -> tuple[float, float, float]:
+    """median(base) / median(ours) and its 95% bootstrap interval (each side resampled)."""
+    b = np.median(rng.choice(base, size=(n, len(base))), axis=1)
+    o = np.median(rng.choice(ours, size=(n, len(ours))), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = b / o
+        point = float(np.median(base) / np.median(ours))
+    low = np.nanquantile(ratios, 0.025, method="lower")
+    high = np.nanquantile(ratios, 0.975, method="higher")
+    return point, float(low), float(high)
+
+
+def _fmt_s(x: float) -> str:
+    return "never" if math.isinf(x) else f"{x:.0f}s"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--jobs", type=int, default=2, help="processes replaying in parallel")
+    parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument(
+        "--horizon", type=float, default=2.0, help="simulated compute, times the full design's"
+    )
+    args = parser.parse_args(argv)
+    quiet()
+    table = Table.read(args.table)
+    started = time.perf_counter()
+    methods = [m for m in METHODS if not args.methods or m.name in args.methods]
+    tasks = [
+        ReplayTask(m, w, r, args.table, args.horizon)
+        for w in args.workers
+        for m in methods
+        for r in range(args.reps)
+    ]
+    if args.jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            outcomes = pool.map(replay, tasks, chunksize=1)
+    else:
+        outcomes = [replay(t) for t in tasks]
+    runs = len(table.curves)
+    print(
+        f"table: {runs} runs of {len(table.configs)} configurations; target val_accuracy >= "
+        f"{table.target:.4f} (95th percentile of final val); full design {table.full_cost:.0f} "
+        f"worker-s; best configuration's mean test accuracy {table.best_test:.4f}; "
+        f"{args.reps} repetitions; replay {time.perf_counter() - started:.0f} s"
+    )
+    rng = np.random.default_rng(0)
+    header = (
+        f"{'method':16s} {'workers':>7s} {'time to target [95% CI]':>28s} {'reached':>8s} "
+        + " ".join(f"{'test@' + str(f) + 'x':>10s}" for f in BUDGETS)
+        + f" {'>1pt below best @1x':>20s} {'trials':>7s} {'stalled':>7s}"
+    )
+    print(header)
+    ttt: dict[tuple[str, int], np.ndarray] = {}
+    for w in args.workers:
+        for m in methods:
+            mine = [o for o in outcomes if o.method == m.name and o.workers == w]
+            times = np.array([o.time_to_target for o in mine])
+            ttt[m.name, w] = times
+            med, lo, hi = bootstrap_median(times, rng)
+            tests = np.array([o.tests for o in mine])
+            below = np.mean(tests[:, -1] < table.best_test - 0.01)
+            print(
+                f"{m.name:16s} {w:7d} {_fmt_s(med):>8s} [{_fmt_s(lo):>7s}, {_fmt_s(hi):>7s}]"
+                f"    {np.isfinite(times).sum():3d}/{len(times):<3d} "
+                + " ".join(f"{np.nanmean(tests[:, i]):10.4f}" for i in range(len(BUDGETS)))
+                + f" {below:19.0%} {np.mean([o.trials for o in mine]):7.1f}"
+                f" {sum(o.stalled for o in mine):7d}"
+            )
+    names = {m.name for m in methods}
+    if {DEFAULT_METHOD, "random", "HF hps default"} <= names:
+        lines = []
+        for w in args.workers:
+            r = ratio_interval(ttt["random", w], ttt[DEFAULT_METHOD, w], rng)
+            h = ratio_interval(ttt["HF hps default", w], ttt[DEFAULT_METHOD, w], rng)
+            lines.append((w, r, h))
+        for w, r, h in lines:
+            print(
+                f"{DEFAULT_METHOD}, {w} worker(s): vs random {r[0]:.2f}x [{r[1]:.2f}, {r[2]:.2f}], "
+                f"vs HF hps default {h[0]:.2f}x [{h[1]:.2f}, {h[2]:.2f}]"
+            )
+        _, r, h = lines[0]
+        print(f"time-to-target vs random: {r[0]:.2f}x, vs HF hps default: {h[0]:.2f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
