@@ -14,6 +14,7 @@ Importing `sweeps` stays cheap: Ray, pyarrow and pandas are imported when a func
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -33,8 +34,9 @@ class Sweep:
     Attributes:
         spec: The sweep's spec.
         folder: Where the sweep lives (`<storage_path>/<name>`, a path or URI).
-        best: The best trial by the sweep's objective, with its checkpoint; None while no
-            trial has reported a finite target metric with a checkpoint.
+        best: The best trial by the sweep's objective, with its checkpoint (with
+            `search.confirm`, the confirmed winner's best seed, as `sweeps best` shows); None
+            while no trial has reported a finite target metric with a checkpoint.
         promoted: The promoted model's folder (`<promote.to>/<name>/v<N>`, ready for
             `from_pretrained`); None when the spec does not promote or nothing is promoted yet.
         trials: Every report of every trial, one row each, as in `results.parquet`
@@ -131,7 +133,7 @@ def load(name_or_path: str | Path) -> Sweep:
     import yaml
 
     from sweeps.errors import SpecError
-    from sweeps.results.queries import SweepResults
+    from sweeps.results.confirmation import confirmed_best
     from sweeps.running.resume import SPEC_FILE
     from sweeps.spec import SweepSpec, load_spec, parse_spec
     from sweeps.store import storage
@@ -157,12 +159,14 @@ def load(name_or_path: str | Path) -> Sweep:
         folder = found[0]
         saved = yaml.safe_load(storage.read_text(folder.join(SPEC_FILE)))
         typed = parse_spec(saved, source=str(folder.join(SPEC_FILE)))
-    # The folder found, not the spec's storage_path: a relative one meant the sweep's cwd.
-    results = SweepResults(folder, typed.objective)
+        # Where the folder is, not the saved storage_path: a relative one meant the sweep's
+        # working directory, which need not be this one.
+        parent = Location(folder.scheme, posixpath.dirname(folder.path), folder.query)
+        typed = typed.model_copy(update={"storage_path": parent.uri})
     return Sweep(
         spec=typed,
         folder=folder.uri,
-        best=results.best(),
+        best=confirmed_best(typed),
         promoted=_promoted(typed),
         trials=_frame(folder.uri),
     )

@@ -23,10 +23,10 @@ EXAMPLES = sorted((ROOT / "sweeps" / "examples").rglob("*.yaml"))
 HEADER = "# yaml-language-server: $schema="
 
 
-def validator() -> jsonschema.Draft202012Validator:
+def validator() -> jsonschema.Draft7Validator:
     schema = json.loads(SCHEMA_FILE.read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
 def errors(raw: dict[str, Any]) -> list[str]:
@@ -70,6 +70,8 @@ def misspelt(where: str) -> dict[str, Any]:
         raw["search"]["space"]["optimizer.lrr"] = raw["search"]["space"].pop("optimizer.lr")
     elif where == "distribution":
         raw["search"]["space"]["optimizer.lr"] = {"log_uniform": [1e-5, 1e-3]}
+    elif where == "range bound":
+        raw["search"]["space"]["optimizer.lr"] = {"loguniform": ["low", 1e-3]}
     elif where == "metric":
         raw["search"]["metric"] = "val_acc"
     elif where == "sweep-set field":
@@ -77,7 +79,7 @@ def misspelt(where: str) -> dict[str, Any]:
     return raw
 
 
-MISTAKES = ["top", "job", "space", "distribution", "metric", "sweep-set field"]
+MISTAKES = ["top", "job", "space", "distribution", "range bound", "metric", "sweep-set field"]
 
 
 @pytest.mark.parametrize("where", MISTAKES)
@@ -120,7 +122,7 @@ def test_every_wandb_distribution_the_schema_offers_is_translated(name: str) -> 
 
 
 def test_search_space_keys_offered_by_the_schema_are_the_jobs_fields() -> None:
-    space = spec_schema()["$defs"]["SearchSpec"]["properties"]["space"]["properties"]
+    space = spec_schema()["definitions"]["SearchSpec"]["properties"]["space"]["properties"]
     # Spot checks against the job's documented fields, from outside the generator.
     assert {"optimizer.lr", "training.batch_size", "model.freeze", "data.max_length"} <= set(space)
     assert not {"name", "storage_path", "start_from"} & set(space)
