@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,9 @@ def spec_schema() -> dict[str, Any]:
         "propertyNames": {"enum": field_paths()},
         "description": "The parameter exists only where every named field has this value.",
     }
+    del defs["FinetuneConfig"]  # replaced by SweepJob
+    for model in defs.values():
+        _attach_field_docs(model)
     defs |= _wandb_defs()
     return _draft7(
         {
@@ -94,6 +98,29 @@ def _draft7(node: Any) -> Any:
     if isinstance(out.get("$ref"), str):
         out["$ref"] = out["$ref"].replace("#/$defs/", "#/definitions/")
     return out
+
+
+def _attach_field_docs(model: dict[str, Any]) -> None:
+    """Each field's line from the model docstring's `Attributes:` section as its description,
+    so an editor shows it on hover."""
+    text = model.get("description", "")
+    if "Attributes:" not in text:
+        return
+    docs: dict[str, str] = {}
+    current = None
+    for line in text.split("Attributes:", 1)[1].splitlines():
+        match = re.match(r"^    (\w+): (.*)$", line)
+        if match:
+            current = match[1]
+            docs[current] = match[2].strip()
+        elif current and line.startswith("        "):
+            docs[current] += " " + line.strip()
+        elif line.strip():
+            current = None
+    for name, doc in docs.items():
+        field = model.get("properties", {}).get(name)
+        if field is not None and "description" not in field:
+            field["description"] = doc
 
 
 def schema_text() -> str:

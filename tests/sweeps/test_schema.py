@@ -132,3 +132,10 @@ def test_the_schema_file_has_no_local_paths() -> None:
     # A committed file that every user downloads must not leak this machine's paths.
     assert os.path.expanduser("~") not in SCHEMA_FILE.read_text()
     assert str(ROOT) not in SCHEMA_FILE.read_text()
+
+
+def test_fields_carry_their_docstring_line_for_hover() -> None:
+    scheduler = spec_schema()["definitions"]["SchedulerSpec"]["properties"]
+    assert scheduler["grace_period"]["description"] == (
+        "ASHA/median: evaluations before a trial may be stopped."
+    )
