@@ -1,12 +1,15 @@
-"""`sweeps` command line: run, validate, status, best, report, promote, verify.
+"""`sweeps` command line: run, validate, status, best, report, promote, verify, schema.
 
 sweeps run SPEC [--set KEY=VALUE]... [--smoke-test] [--restart]
 sweeps validate SPEC [--set KEY=VALUE]...
-sweeps status SPEC
+sweeps status SPEC [--json]
 sweeps best SPEC
 sweeps report SPEC [--out DIR]
 sweeps promote SPEC [--to URI]
 sweeps verify URI
+sweeps schema
+
+`sweeps COMMAND --help` shows a command's options and an example.
 """
 
 from __future__ import annotations
@@ -56,16 +59,63 @@ class _ToStdout(logging.Handler):
             self.handleError(record)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `sweeps` console script; returns the exit status."""
+#: Every subcommand: its one-line help and an example (shown by `sweeps <cmd> --help`).
+COMMANDS = {
+    "run": (
+        "run a sweep, or resume it where it stopped",
+        "sweeps run sweeps/examples/laptop.yaml --set search.num_samples=4",
+    ),
+    "validate": (
+        "check the spec, its data and its model; starts nothing",
+        "sweeps validate sweeps/examples/laptop.yaml",
+    ),
+    "status": (
+        "a table of the trials: status, best metric, parameters",
+        "sweeps status sweeps/examples/laptop.yaml --json",
+    ),
+    "best": (
+        "the best trial's config, metrics and checkpoint",
+        "sweeps best sweeps/examples/laptop.yaml",
+    ),
+    "report": (
+        "write report.html: learning curves, importance, top trials",
+        "sweeps report sweeps/examples/laptop.yaml --out ./laptop-report",
+    ),
+    "promote": (
+        "copy the best checkpoint to a versioned model folder",
+        "sweeps promote sweeps/examples/laptop.yaml --to ./results/models",
+    ),
+    "verify": (
+        "re-check a promoted model's checksums and load it",
+        "sweeps verify ./results/models/laptop",
+    ),
+    "schema": (
+        "print the JSON Schema of a sweep file (editor completion)",
+        "sweeps schema > sweep.schema.json",
+    ),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sweeps", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    verify = sub.add_parser("verify", help="re-check a promoted model's checksums and load it")
-    verify.add_argument("uri", help="DEST/<sweep>/<version>, or DEST/<sweep> for latest")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = {
+        name: sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for name, (text, example) in COMMANDS.items()
+    }
+    commands["verify"].add_argument(
+        "uri", help="DEST/<sweep>/<version>, or DEST/<sweep> for latest"
+    )
     for name in ("run", "validate", "status", "best", "report", "promote"):
-        cmd = sub.add_parser(name)
+        cmd = commands[name]
         cmd.add_argument("spec", help="sweep YAML (see sweeps/examples/)")
         cmd.add_argument(
             "--set",
@@ -75,24 +125,37 @@ def main(argv: list[str] | None = None) -> int:
             metavar="KEY=VALUE",
             help="dotted override, e.g. search.num_samples=20",
         )
-        if name == "promote":
-            cmd.add_argument("--to", help="destination root (default: the spec's promote.to)")
-        if name == "report":
-            cmd.add_argument("--out", help="folder for report.html (default: beside the sweep)")
-        if name == "run":
-            cmd.add_argument(
-                "--smoke-test",
-                action="store_true",
-                help="2 trials of 2 steps each through the real path",
-            )
-            cmd.add_argument(
-                "--restart",
-                action="store_true",
-                help="discard an existing sweep of this name instead of resuming",
-            )
+    commands["status"].add_argument(
+        "--json", action="store_true", help="one JSON document for scripts instead of the table"
+    )
+    commands["promote"].add_argument(
+        "--to", help="destination root (default: the spec's promote.to)"
+    )
+    commands["report"].add_argument(
+        "--out", help="folder for report.html (default: beside the sweep)"
+    )
+    commands["run"].add_argument(
+        "--smoke-test", action="store_true", help="2 trials of 2 steps each through the real path"
+    )
+    commands["run"].add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an existing sweep of this name instead of resuming",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `sweeps` console script; returns the exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "verify":
         return _verify(args.uri)
+    if args.command == "schema":
+        from sweeps.spec.schema import schema_text
+
+        sys.stdout.write(schema_text())
+        return 0
     overrides = list(args.overrides)
     if getattr(args, "smoke_test", False):
         overrides += SMOKE_OVERRIDES
@@ -127,8 +190,15 @@ def main(argv: list[str] | None = None) -> int:
                     "finished); run the same command again to resume"
                 )
         elif args.command == "status":
-            for row in results.table():
-                print(json.dumps(row, sort_keys=True, default=str))
+            from sweeps.results.status import status_document, status_table
+
+            table = results.table()
+            if args.json:
+                print(json.dumps(status_document(spec, results.uri, table), allow_nan=False))
+            elif not table:
+                print(f"no results for sweep {spec.name!r} yet ({results.uri})")
+            else:
+                print(status_table(table, spec.objective))
         elif args.command == "report":
             from sweeps.results.report import write_report
 

@@ -56,12 +56,18 @@ def ended_early(reports: int, params: dict[str, Any], planned: Planned | None) -
 
 def read_results(uri: str) -> list[dict[str, Any]]:
     """The rows of a sweep's results file, oldest first; [] when it does not exist yet."""
+    table = read_table(uri)
+    return [] if table is None else table.to_pylist()
+
+
+def read_table(uri: str) -> pa.Table | None:
+    """A sweep's results file as an Arrow table; None when it does not exist yet."""
     loc = Location.of(uri)
     if not storage.exists(loc):
-        return []
+        return None
     fs, path = loc.filesystem()
     with fs.open_input_file(path) as handle:
-        return pq.read_table(handle).to_pylist()
+        return pq.read_table(handle)
 
 
 def write_results(uri: str, rows: list[dict[str, Any]]) -> None:

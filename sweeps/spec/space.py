@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_KINDS = ("choice", "grid", "uniform", "loguniform", "randint", "normal", "lognormal")
+#: The distributions a parameter may name (exactly one of them).
+KINDS = ("choice", "grid", "uniform", "loguniform", "randint", "normal", "lognormal")
 # Normal parameters are searched as their CDF value u in (0, 1), so random draws follow the
 # normal and TPE/GP model a bounded variable. u stops 1e-4 short of 0 and 1: draws are truncated
 # at mu +- 3.72 sigma (99.98% of the mass), and both edges are checked against the job's bounds.
@@ -45,7 +46,7 @@ class Param(BaseModel):
 
     @property
     def kind(self) -> str:
-        return next(k for k in _KINDS if getattr(self, k) is not None)
+        return next(k for k in KINDS if getattr(self, k) is not None)
 
     @property
     def is_discrete(self) -> bool:
@@ -53,9 +54,9 @@ class Param(BaseModel):
 
     @model_validator(mode="after")
     def _one_distribution(self) -> Param:
-        given = [k for k in _KINDS if getattr(self, k) is not None]
+        given = [k for k in KINDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(_KINDS)}; got {given or 'none'}")
+            raise ValueError(f"give exactly one of {', '.join(KINDS)}; got {given or 'none'}")
         kind = given[0]
         if kind in ("uniform", "loguniform", "randint"):
             low, high = getattr(self, kind)

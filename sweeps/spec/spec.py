@@ -50,6 +50,8 @@ SEARCH_METHODS = ("grid", "random", "tpe", "gp")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
 # PBT draws its whole population up front: only methods that need no feedback can do that.
 POPULATION_METHODS = ("random", "grid")
+#: Metrics a search or a promotion may select by (test metrics never are).
+SELECTABLE_METRICS = tuple(m for m in REPORTED_METRICS if not m.startswith("test_"))
 
 
 class _Section(BaseModel):
@@ -85,11 +87,10 @@ class SearchSpec(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpec:
-        if self.metric not in REPORTED_METRICS or self.metric.startswith("test_"):
-            selectable = [m for m in REPORTED_METRICS if not m.startswith("test_")]
+        if self.metric not in SELECTABLE_METRICS:
             raise ValueError(
                 f"search.metric: {self.metric!r} is not reported by the trainable (test "
-                f"metrics are never used for selection); choose one of {selectable}"
+                f"metrics are never used for selection); choose one of {list(SELECTABLE_METRICS)}"
             )
         if self.method == "grid":
             continuous = [k for k, p in self.space.items() if not _enumerable(p)]
@@ -165,11 +166,10 @@ class PromoteSpec(_Section):
 
     @model_validator(mode="after")
     def _known_metric(self) -> PromoteSpec:
-        selectable = [m for m in REPORTED_METRICS if not m.startswith("test_")]
-        if self.metric is not None and self.metric not in selectable:
+        if self.metric is not None and self.metric not in SELECTABLE_METRICS:
             raise ValueError(
                 f"promote.metric: {self.metric!r} is not a metric to select by; one of "
-                + ", ".join(sorted(selectable))
+                + ", ".join(sorted(SELECTABLE_METRICS))
             )
         return self
 

@@ -69,8 +69,17 @@ _RANGED = frozenset(
     {"int_uniform", "uniform", "q_uniform", "log_uniform", "q_log_uniform", "inv_log_uniform"}
     | {"log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values"}
 )
-_PARAM_KEYS = frozenset(
+#: The keys of one W&B parameter (a nested block has `parameters` instead).
+PARAM_KEYS = frozenset(
     {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "probabilities"}
+)
+
+#: W&B's distribution names, each translated by `_distribution`.
+DISTRIBUTIONS = (
+    *("constant", "categorical", "int_uniform", "uniform", "q_uniform"),
+    *("log_uniform", "q_log_uniform", "log_uniform_values", "q_log_uniform_values"),
+    *("inv_log_uniform", "inv_log_uniform_values"),
+    *("normal", "q_normal", "log_normal", "q_log_normal"),
 )
 
 
@@ -153,7 +162,7 @@ def _job_field(where: str, path: str, fields: list[str]) -> str:
 
 def _distribution(where: str, param: dict[str, Any]) -> dict[str, Any]:
     """One W&B parameter as a `Param` mapping, or `{"value": x}` for a constant."""
-    unknown = sorted(set(param) - _PARAM_KEYS)
+    unknown = sorted(set(param) - PARAM_KEYS)
     if unknown:
         raise SpecError(f"{where}.{unknown[0]}: not a W&B parameter key")
     if "probabilities" in param:
@@ -184,7 +193,7 @@ def _distribution(where: str, param: dict[str, Any]) -> dict[str, Any]:
         "log_normal": lambda: {"lognormal": [mu, sigma]},
         "q_log_normal": lambda: {"lognormal": [mu, sigma]},
     }
-    if dist not in table:
+    if dist not in DISTRIBUTIONS:
         raise SpecError(f"{where}.distribution: {dist!r} is not a W&B distribution")
     return table[dist]() | quantized
 
