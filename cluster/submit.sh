@@ -75,7 +75,9 @@ ray=${RAY:-ray}
     -- python -m sweeps run "$spec" "${sweep_args[@]}" || true
 
 if [[ $wait == 0 ]]; then
-    echo "submitted $id; follow with: ray job logs -f $id"
+    # Ray's other CLI commands need the auth mode too (see above).
+    prefix=${RAY_AUTH_MODE:+RAY_AUTH_MODE=$RAY_AUTH_MODE }
+    echo "submitted $id; follow with: ${prefix}ray job logs -f $id"
     exit 0
 fi
 report=$("$ray" job status "${address[@]}" "$id" 2>&1 || true)
