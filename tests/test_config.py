@@ -59,3 +59,18 @@ def test_every_shipped_finetune_example_validates() -> None:
         first = path.read_text().splitlines()[0]
         assert first.startswith("# ") and str(path) in first, f"{path}: first line runs it"
         assert isinstance(load_config(path), FinetuneConfig)
+
+
+def test_a_relative_data_path_is_made_absolute_against_the_starting_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ray's trial and worker processes run in other folders: a relative path must not reach them.
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config({"data": {"train": "data/t.csv", "test": "../x/test.jsonl"}})
+    assert cfg.data.train == f"{tmp_path}/data/t.csv"
+    assert cfg.data.test == f"{tmp_path}/../x/test.jsonl"
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/t.parquet", "gs://b/t.csv", "/abs/t.csv"])
+def test_uris_and_absolute_data_paths_are_kept(uri: str) -> None:
+    assert parse_config({"data": {"train": uri}}).data.train == uri

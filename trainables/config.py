@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from trainables.errors import ConfigError
 
@@ -56,7 +63,8 @@ class DataConfig(_Section):
     Exactly one source: `train` (a CSV/TSV/JSONL/Parquet path or URI, with optional
     `validation`/`test` files), `hub_dataset` (a Hub dataset id, where the Hub is reachable), or
     `builtin: demo` (the embedded demo task). Splits not given are carved from train,
-    stratified and seeded.
+    stratified and seeded. A relative local path is relative to the folder the job (or sweep)
+    is started from, and is kept as an absolute path.
     """
 
     train: str | None = None
@@ -75,6 +83,15 @@ class DataConfig(_Section):
     split_seed: int = 0
     max_length: int = Field(default=128, ge=8, le=8192)
     group_by_length: bool = True
+
+    @field_validator("train", "validation", "test")
+    @classmethod
+    def _absolute_local_path(cls, value: str | None) -> str | None:
+        # Ray starts trial and Train worker processes in folders of its own: a path relative to
+        # where the user ran the command would not be found there.
+        if value is None or "://" in value or Path(value).is_absolute():
+            return value
+        return str(Path.cwd() / value)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

@@ -103,6 +103,8 @@ class StreamConfig:
         job_config: Trial params -> the trial's resolved job, flat and dotted (picklable).
         planned: Trial params -> the reports it makes unless stopped early (picklable).
         sweep_config: What the sweep-level run records as its config (method, space, ...).
+        register_sweep: Online: returns the id of the sweep registered with W&B (see
+            `sweeps.results.wandb_sweep`), called once; each trial's run joins it.
     """
 
     sweep: str
@@ -113,6 +115,7 @@ class StreamConfig:
     job_config: Callable[[dict[str, Any]], dict[str, Any]]
     planned: Planned | None
     sweep_config: dict[str, Any]
+    register_sweep: Callable[[], str] | None = None
 
 
 class WandbStreamer(Callback):
@@ -129,6 +132,8 @@ class WandbStreamer(Callback):
         self._runs: dict[str, Any] = {}
         self._trials: dict[str, dict[str, Any]] = {}
         self._broken = False
+        self._sweep_id: str | None = None
+        self._registered = False
 
     @property
     def mode(self) -> Mode:
@@ -201,7 +206,7 @@ class WandbStreamer(Callback):
                 self._broken = True
                 logger.warning("W&B logging stopped (%s); the sweep goes on without it", exc)
 
-    def _init(self, name: str, run: str, config: dict[str, Any], job_type: str) -> Any:
+    def _init(self, name: str, run: str, config: dict[str, Any], job_type: str, **more: Any) -> Any:
         c = self.config
         return init_run(
             c.wandb,
@@ -217,7 +222,18 @@ class WandbStreamer(Callback):
             save_code=False,
             disable_git=True,
             x_disable_stats=True,
+            **more,
         )
+
+    def _sweep_settings(self) -> dict[str, Any]:
+        """`sweep_id` for a trial's run once the sweep is registered; nothing if it cannot be."""
+        if not self._registered and self.config.register_sweep is not None:
+            self._registered = True
+            try:
+                self._sweep_id = self.config.register_sweep()
+            except Exception as exc:
+                logger.warning("W&B sweep not registered (%s); trial runs go on without it", exc)
+        return {"sweep_id": self._sweep_id} if self._sweep_id else {}
 
     def _start(self, trial_id: str, params: dict[str, Any]) -> None:
         if trial_id in self._runs:
@@ -225,7 +241,11 @@ class WandbStreamer(Callback):
         sweep = self.config.sweep
         config = self.config.job_config(params) | {"sweep": sweep, "trial_id": trial_id}
         self._runs[trial_id] = self._init(
-            f"{sweep}/{trial_id}", run_id(sweep, trial_id), config, "trial"
+            f"{sweep}/{trial_id}",
+            run_id(sweep, trial_id),
+            config,
+            "trial",
+            **self._sweep_settings(),
         )
         self._trials.setdefault(trial_id, {"params": params, "reports": 0, "last_step": -1})
 

@@ -12,6 +12,7 @@ from ray.tune import Callback
 from sweeps.errors import PromotionError
 from sweeps.results.results import Planned, ResultsLog
 from sweeps.results.wandb_stream import StreamConfig, WandbStreamer, resolve_mode
+from sweeps.results.wandb_sweep import RECORD_FILE, SweepRegistration, wandb_sweep_config
 from sweeps.spec import ResolvedJob, SweepSpec
 from sweeps.store.promotion import Promotion
 from sweeps.store.storage import Location
@@ -73,6 +74,17 @@ def wandb_streamer(
     directory = spec.wandb.dir or (folder.path if folder.is_local else ".")
     if note:
         logger.info("%s; run files go to %s/wandb", note, directory)
+    # W&B gives sweep ids on its server: offline runs cannot join a W&B sweep.
+    register = (
+        SweepRegistration(
+            wandb_sweep_config(spec),
+            spec.wandb.project,
+            spec.wandb.entity,
+            folder.join(RECORD_FILE),
+        )
+        if mode == "online"
+        else None
+    )
     return WandbStreamer(
         StreamConfig(
             sweep=spec.name,
@@ -87,5 +99,6 @@ def wandb_streamer(
                 "search": spec.search.model_dump(mode="json", exclude_none=True),
                 "scheduler": spec.scheduler.model_dump(mode="json", exclude_none=True),
             },
+            register_sweep=register,
         )
     )
