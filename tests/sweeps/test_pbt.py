@@ -88,15 +88,12 @@ def test_an_exploit_continues_exactly_from_the_donors_checkpoint(
     params = {k.removeprefix("param."): v for k, v in copy.items() if k.startswith("param.")}
     again = replay(spec, params, donor["checkpoint_path"], copy["step"], tmp_path / "donor")
     assert again["val_loss"] == pytest.approx(copy["val_loss"], rel=1e-5)
-    assert again["train_loss"] == pytest.approx(copy["train_loss"], rel=1e-5)
-    # Control: from another checkpoint of the same step (the copy's own, before it exploited),
-    # the same replay lands elsewhere, so the match above is the donor's state and nothing else.
-    own = next(
-        r
-        for r in rows
-        if r["trial_id"] == copy["trial_id"]
-        and r["step"] == copy["exploit_step"]
-        and not r.get("generation")
+    assert again["train_loss"] == pytest.approx(copy["train_loss"], rel=1e-5, nan_ok=True)
+    # Control: from the copy's own latest checkpoint before it exploited, the same replay lands
+    # elsewhere, so the match above is the donor's state and nothing else.
+    own = max(
+        (r for r in rows if r["trial_id"] == copy["trial_id"] and not r.get("generation")),
+        key=lambda r: r["step"],
     )
     other = replay(spec, params, own["checkpoint_path"], copy["step"], tmp_path / "own")
     assert other["val_loss"] != pytest.approx(copy["val_loss"], rel=1e-5)
@@ -113,7 +110,9 @@ def test_every_trial_ends_at_its_last_step_and_the_lineage_is_in_the_results(
         assert max(r["step"] for r in rows if r["trial_id"] == trial_id) == 40
     copy = first_exploit(rows)
     assert copy["exploited_from"] != copy["trial_id"] and copy["generation"] == 1
-    assert copy["step"] == copy["exploit_step"] + EVAL_EVERY
+    # The next evaluation after the copy; a copy of a donor that had ended (asynchronous PBT
+    # with a trial that started late) reports the donor's final model once, at its step.
+    assert copy["step"] == min(copy["exploit_step"] + EVAL_EVERY, 40)
     # Explored values stay within the space: the lr grid, the one weight decay.
     assert {r["param.optimizer.lr"] for r in rows} <= {1e-5, 1e-3}
     assert {r["param.optimizer.weight_decay"] for r in rows} == {0.0}
