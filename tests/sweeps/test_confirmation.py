@@ -109,8 +109,8 @@ def test_each_point_retrains_a_candidate_with_one_seed() -> None:
     ]
 
 
-def test_confirm_is_refused_with_pbt() -> None:
-    raw = {
+def confirming_spec(scheduler: str) -> dict[str, Any]:
+    return {
         "name": "x",
         "job": {"model": {"name_or_path": "m"}, "data": {"builtin": "demo"}},
         "search": {
@@ -119,23 +119,15 @@ def test_confirm_is_refused_with_pbt() -> None:
             "space": {"optimizer.lr": {"loguniform": [1e-5, 1e-3]}},
             "confirm": {"top_k": 2, "seeds": 2},
         },
-        "scheduler": {"name": "pbt"},
+        "scheduler": {"name": scheduler},
     }
+
+
+def test_confirm_is_refused_with_pbt() -> None:
     with pytest.raises(SpecError, match="search.confirm"):
-        parse_spec(raw)
+        parse_spec(confirming_spec("pbt"))
 
 
 def test_confirm_with_asha_is_accepted() -> None:
     # Positive control for the refusal above: the same spec under ASHA validates.
-    raw = {
-        "name": "x",
-        "job": {"model": {"name_or_path": "m"}, "data": {"builtin": "demo"}},
-        "search": {
-            "method": "random",
-            "num_samples": 4,
-            "space": {"optimizer.lr": {"loguniform": [1e-5, 1e-3]}},
-            "confirm": {"top_k": 2, "seeds": 2},
-        },
-        "scheduler": {"name": "asha"},
-    }
-    assert parse_spec(raw).search.confirm is not None
+    assert parse_spec(confirming_spec("asha")).search.confirm is not None
