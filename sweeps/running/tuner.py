@@ -75,9 +75,12 @@ def build_tuner(
             # Failed trials are retried by Tune (resuming their Train run from its latest
             # checkpoint), not inside the trial: see `make_trial_driver`.
             failure_config=ray.tune.FailureConfig(max_failures=2),
-            # PBT exploits the checkpoints trials hand to Tune: keep more than PBT's own
-            # warning level (2), so a donor's checkpoint outlives the exploit that copies it.
-            checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=3),
+            # PBT exploits the checkpoints trials hand to Tune, and keeps all of them: a donor
+            # runs on while the trial copying it restarts, and with the 3 latest kept a donor
+            # 9 reports ahead had deleted the checkpoint before the copy restored from it (the
+            # trial failed 3 times and ended). Disk: one model copy per report per trial.
+            # Without PBT, trials hand Tune no checkpoint and this keeps nothing.
+            checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=None),
             callbacks=list(callbacks),
             verbose=0 if quiet else None,
         ),
