@@ -13,6 +13,7 @@ import pytest
 
 from sweeps.results.queries import SweepResults
 from sweeps.results.report import write_report
+from sweeps.results.results import params_of
 from sweeps.running.promoting import promote_best
 from sweeps.running.runner import run_sweep
 from sweeps.spec import SweepSpec, apply_params, parse_spec
@@ -94,7 +95,7 @@ def test_an_exploit_continues_exactly_from_the_donors_checkpoint(
         for r in rows
         if r["trial_id"] == copy["exploited_from"] and r["step"] == copy["exploit_step"]
     )
-    params = {k.removeprefix("param."): v for k, v in copy.items() if k.startswith("param.")}
+    params = params_of(copy)
     again = replay(spec, params, donor["checkpoint_path"], copy["step"], tmp_path / "donor")
     assert again["val_loss"] == pytest.approx(copy["val_loss"], rel=1e-5)
     assert again["train_loss"] == pytest.approx(copy["train_loss"], rel=1e-5, nan_ok=True)
@@ -219,6 +220,6 @@ def test_a_run_started_from_a_final_checkpoint_reports_it_once(
     spec, _ = pbt_sweep
     rows = SweepResults.of(spec).rows()
     final = next(r for r in rows if r["step"] == MAX_STEPS)
-    params = {k.removeprefix("param."): v for k, v in final.items() if k.startswith("param.")}
+    params = params_of(final)
     again = replay(spec, params, final["checkpoint_path"], MAX_STEPS, tmp_path / "final")
     assert again["val_loss"] == pytest.approx(final["val_loss"], rel=1e-5)
