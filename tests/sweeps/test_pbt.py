@@ -99,10 +99,18 @@ def test_an_exploit_continues_exactly_from_the_donors_checkpoint(
     again = replay(spec, params, donor["checkpoint_path"], copy["step"], tmp_path / "donor")
     assert again["val_loss"] == pytest.approx(copy["val_loss"], rel=1e-5)
     assert again["train_loss"] == pytest.approx(copy["train_loss"], rel=1e-5, nan_ok=True)
-    # Control: from the copy's own latest checkpoint before it exploited, the same replay lands
-    # elsewhere, so the match above is the donor's state and nothing else.
+    # Control: from the copy's own checkpoint at or before the donor's step (its own state, not
+    # the donor's), the same replay lands elsewhere, so the match above is the donor's state and
+    # nothing else. Not simply its latest: a copy that ran ahead of its donor (start-up skew) had
+    # checkpoints past the copy's step, and a replay from there ends where it starts.
     own = max(
-        (r for r in rows if r["trial_id"] == copy["trial_id"] and not r.get("generation")),
+        (
+            r
+            for r in rows
+            if r["trial_id"] == copy["trial_id"]
+            and not r.get("generation")
+            and r["step"] <= copy["exploit_step"]
+        ),
         key=lambda r: r["step"],
     )
     other = replay(spec, params, own["checkpoint_path"], copy["step"], tmp_path / "own")
