@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from sweeps.results.results import Planned, ended_early, params_at
+from sweeps.results.results import Planned, params_at, stopped_by_tune
 from trainables.objective import Objective
 
 
@@ -22,8 +22,8 @@ class SweepProgress(Callback):
         name: The sweep's name, on every line.
         objective: The target metric and its direction.
         total: Trials the sweep will run.
-        planned: A trial's config -> the evaluations it reports if nothing stops it; trials
-            that end with fewer count as stopped early (by the scheduler or early stopping).
+        planned: A trial's config -> the step its job ends at if nothing stops it; a trial Tune
+            stops before it (a scheduler's decision) counts as stopped early.
         stream: Where lines go.
         every_s: At most one line per this many seconds for results that change nothing else.
     """
@@ -42,6 +42,7 @@ class SweepProgress(Callback):
         self.started = time.monotonic()
         self.last_line = 0.0
         self.best: tuple[float, str, dict[str, Any]] | None = None
+        self.stopped: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune saves callbacks with the sweep's state; a stream does not pickle.
@@ -53,6 +54,8 @@ class SweepProgress(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        if result.get("done") and stopped_by_tune(result, params_at(result, trial), self.planned):
+            self.stopped.add(trial.trial_id)
         value = self.objective.value_of(result)
         improved = self.objective.better(value, self.best[0] if self.best else None)
         if improved and value is not None:
@@ -72,7 +75,7 @@ class SweepProgress(Callback):
         """The progress line for the trials Tune knows now (`starting`: one Tune is starting)."""
         status = ["RUNNING" if t.trial_id == starting else t.status for t in trials]
         done = [t for t in trials if t.status == "TERMINATED"]
-        early = sum(1 for t in done if self._ended_early(t))
+        early = sum(1 for t in done if t.trial_id in self.stopped)
         elapsed = int(time.monotonic() - self.started)
         text = (
             f"[{self.name} {elapsed // 60}m{elapsed % 60:02d}s] {status.count('RUNNING')} running, "
@@ -85,10 +88,6 @@ class SweepProgress(Callback):
         value, trial_id, config = self.best
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(config.items()))
         return text + f" | best {metric} {value:.4g} at trial {trial_id} ({params})"
-
-    def _ended_early(self, trial: Any) -> bool:
-        reports = (trial.last_result or {}).get("training_iteration", 0)
-        return ended_early(reports, dict(trial.config), self.planned)
 
     def _write(self, trials: list, starting: str | None = None) -> None:
         self.last_line = time.monotonic()

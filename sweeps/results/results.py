@@ -44,14 +44,32 @@ def params_at(result: dict[str, Any], trial: Any) -> dict[str, Any]:
     return dict(result.get("config") or trial.config)
 
 
-#: A trial's params -> the reports its job makes unless something stops it early. Picklable:
-#: Tune saves the callbacks holding one with the sweep's state.
+#: A trial's params -> the loop step its job ends at unless something stops it early.
+#: Picklable: Tune saves the callbacks holding one with the sweep's state.
 Planned = Callable[[dict[str, Any]], int]
 
 
-def ended_early(reports: int, params: dict[str, Any], planned: Planned | None) -> bool:
-    """Whether a trial that ended after `reports` reports stopped before its plan's end."""
-    return bool(planned is not None and reports < planned(params))
+def step_of(result: dict[str, Any]) -> int:
+    """The loop's step of a report (Tune's `training_iteration` for trainables without one).
+
+    The step, not the iteration, identifies a report: a trial Tune retries from its checkpoint
+    counts iterations from 1 again while its steps go on where the checkpoint left them.
+    """
+    step = result.get("step")
+    return int(result.get("training_iteration", 0) if step is None else step)
+
+
+def stopped_by_tune(
+    result: dict[str, Any], params: dict[str, Any], planned: Planned | None
+) -> bool:
+    """Whether Tune stopped the trial at `result` before its plan's last step.
+
+    Tune marks the result a scheduler (or stopper) decided STOP on with `done` before callbacks
+    see it; a trial that ends by itself makes no further report (Tune hands only the scheduler a
+    copy of its last one). A STOP at the plan's last step (ASHA stops what reaches `max_t`) is
+    not early, nor is a trial that ended on its own early-stopping patience.
+    """
+    return bool(result.get("done")) and (planned is None or step_of(result) < planned(params))
 
 
 def read_results(uri: str) -> list[dict[str, Any]]:
@@ -148,7 +166,7 @@ class ResultsLog(Callback):
 
     Args:
         uri: Where the file lives (a local path or a pyarrow filesystem URI).
-        planned: A trial's config -> the reports it makes unless stopped early (picklable).
+        planned: A trial's config -> the step its job ends at unless stopped early (picklable).
         every_s: Rewrites at most this often on results; always on a trial's end.
     """
 
@@ -157,6 +175,7 @@ class ResultsLog(Callback):
         self._rows: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._generation: dict[str, int] = {}
         self._status: dict[str, tuple[str, bool]] = {}
+        self._stopped: dict[str, bool] = {}
         self._last_write = 0.0
         self._loaded = False
 
@@ -174,9 +193,10 @@ class ResultsLog(Callback):
         # A resumed sweep keeps the rows of its earlier runs.
         for row in read_results(self.uri):
             generation = int(row.get(GENERATION) or 0)
-            self._rows[(row["trial_id"], generation, row["training_iteration"])] = row
+            self._rows[(row["trial_id"], generation, step_of(row))] = row
             self._generation[row["trial_id"]] = generation
             self._status[row["trial_id"]] = (row["trial_status"], bool(row["stopped_early"]))
+            self._stopped[row["trial_id"]] = bool(row["stopped_early"])
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._load()
@@ -193,18 +213,18 @@ class ResultsLog(Callback):
         # donor's, which may repeat ones the trial had itself.
         generation = self._generation.get(trial.trial_id, 0) + bool(result.get(EXPLOITED_FROM))
         self._generation[trial.trial_id] = row[GENERATION] = generation
-        # A trial resumed from a checkpoint may report an iteration again: the newest wins.
-        self._rows[(trial.trial_id, generation, int(result.get("training_iteration", 0)))] = row
+        # A trial retried from its checkpoint reports the steps after it again: the newest wins.
+        self._rows[(trial.trial_id, generation, step_of(result))] = row
+        if result.get("done"):
+            self._stopped[trial.trial_id] = stopped_by_tune(
+                result, params_at(result, trial), self.planned
+            )
         if time.monotonic() - self._last_write >= self.every_s:
             self.flush()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._load()
-        reports = (trial.last_result or {}).get("training_iteration", 0)
-        self._status[trial.trial_id] = (
-            "TERMINATED",
-            ended_early(reports, dict(trial.config), self.planned),
-        )
+        self._status[trial.trial_id] = ("TERMINATED", self._stopped.get(trial.trial_id, False))
         self.flush()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from ray.tune import Callback
 
-from sweeps.results.results import EXPLOITED_FROM, TUNE_KEYS, Planned, ended_early, params_at
+from sweeps.results.results import EXPLOITED_FROM, TUNE_KEYS, Planned, params_at, stopped_by_tune
 from sweeps.spec import WandbSpec
 from sweeps.store import storage
 from sweeps.store.storage import Location
@@ -101,7 +101,7 @@ class StreamConfig:
         wandb: The spec's W&B section (project, entity, group, tags, timeouts).
         objective: The target metric and direction (each run's `best_<metric>` summary).
         job_config: Trial params -> the trial's resolved job, flat and dotted (picklable).
-        planned: Trial params -> the reports it makes unless stopped early (picklable).
+        planned: Trial params -> the step its job ends at unless stopped early (picklable).
         sweep_config: What the sweep-level run records as its config (method, space, ...).
         register_sweep: Online: returns the id of the sweep registered with W&B (see
             `sweeps.results.wandb_sweep`), called once; each trial's run joins it.
@@ -261,6 +261,8 @@ class WandbStreamer(Callback):
         state = self._trials[trial_id]
         run = self._runs[trial_id]
         exploited = result.get(EXPLOITED_FROM)
+        if result.get("done"):
+            state["stopped_early"] = stopped_by_tune(result, params, self.config.planned)
         if step <= state["last_step"]:
             if not exploited:
                 return  # a trial resumed from a checkpoint repeats a step W&B already has
@@ -278,7 +280,8 @@ class WandbStreamer(Callback):
             metrics = metrics | {EXPLOITED_FROM: exploited}
         run.log(metrics, step=step)
         state["last_step"] = step
-        state["reports"] = int(result.get("training_iteration", state["reports"] + 1))
+        # Counted here, not read from `training_iteration`: a retried trial restarts that at 1.
+        state["reports"] += 1
         state["epochs"] = result.get("epoch")
         if self.config.objective.better(
             value := metrics.get(self.config.objective.metric), state.get("best")
@@ -289,8 +292,7 @@ class WandbStreamer(Callback):
         run = self._runs.pop(trial_id, None)
         state = self._trials.setdefault(trial_id, {"params": {}, "reports": 0, "last_step": -1})
         state["status"] = status
-        planned = self.config.planned if state["params"] else None
-        state["stopped_early"] = ended_early(state["reports"], state["params"], planned)
+        state.setdefault("stopped_early", False)
         if run is None:
             return
         run.summary[f"best_{self.config.objective.metric}"] = state.get("best")

@@ -27,7 +27,7 @@ from sweeps.running.promoting import promote_best
 from sweeps.running.resume import is_resume, save_spec
 from sweeps.running.trial import make_trial_driver
 from sweeps.running.tuner import build_tuner
-from sweeps.spec import PlannedReports, SweepSpec
+from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
 from sweeps.store.promotion import BestTrial, Promotion
 from sweeps.store.storage import Location
@@ -129,7 +129,7 @@ def _run_stage(
     except OSError as exc:
         raise SpecError(f"storage_path: cannot use {folder}: {exc}") from None
 
-    planned = PlannedReports(spec.job, placement.train_rows)
+    planned = PlannedSteps(spec.job, placement.train_rows)
     results_log = ResultsLog(results.uri, planned)
     all_callbacks: list[Callback] = [results_log, *callbacks]
     streamer = wandb_streamer(spec, planned, folder)

@@ -2,7 +2,7 @@
 its job. Nothing here runs anything."""
 
 from sweeps.spec.dotted import apply_overrides, field_paths, flatten, set_dotted
-from sweeps.spec.jobs import PlannedReports, ResolvedJob, apply_params
+from sweeps.spec.jobs import PlannedSteps, ResolvedJob, apply_params
 from sweeps.spec.space import Param
 from sweeps.spec.spec import (
     ConfirmSpec,
@@ -18,7 +18,7 @@ from sweeps.spec.spec import (
 __all__ = [
     "ConfirmSpec",
     "Param",
-    "PlannedReports",
+    "PlannedSteps",
     "PromoteSpec",
     "ResolvedJob",
     "SchedulerSpec",

@@ -1,7 +1,7 @@
 """A trial's job: the sweep's typed base job with the trial's parameters applied.
 
 `apply_params` is the one place a trial's dotted parameters become a job; `ResolvedJob` and
-`PlannedReports` are the picklable views of it that Tune callbacks keep in the sweep's state.
+`PlannedSteps` are the picklable views of it that Tune callbacks keep in the sweep's state.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ class ResolvedJob:
 
 
 @dataclass(frozen=True)
-class PlannedReports:
-    """A trial's params -> the reports its job makes unless something stops it early."""
+class PlannedSteps:
+    """A trial's params -> the loop step its job ends at unless something stops it early."""
 
     base: FinetuneConfig
     train_rows: int
 
     def __call__(self, params: dict[str, Any]) -> int:
-        return plan_job(apply_params(self.base, params), self.train_rows).evaluations
+        return plan_job(apply_params(self.base, params), self.train_rows).total_steps

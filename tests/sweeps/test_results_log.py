@@ -1,0 +1,75 @@
+"""The results file keeps every report of a trial Tune retried, keyed by the loop's step, and
+says "stopped early" only when Tune stopped the trial before its plan's last step.
+
+The callback is driven the way Tune's controller drives it (`on_trial_result` with the result
+dict, `done` set on the one a scheduler decided STOP on, then `on_trial_complete`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from sweeps.results.results import ResultsLog, read_results
+
+LAST_STEP = 60
+
+
+class EndsAt60:
+    def __call__(self, params: dict[str, Any]) -> int:
+        return LAST_STEP
+
+
+def trial() -> SimpleNamespace:
+    return SimpleNamespace(trial_id="t1", config={"optimizer.lr": 1e-4}, last_result={})
+
+
+def report(log: ResultsLog, t: SimpleNamespace, iteration: int, step: int, **more: Any) -> None:
+    result = {"training_iteration": iteration, "step": step, "val_loss": 1.0 / step, **more}
+    result |= {"timestamp": step, "config": dict(t.config), "done": more.get("done", False)}
+    log.on_trial_result(0, [t], t, result)
+    t.last_result = result
+
+
+def test_a_retried_trial_keeps_the_reports_before_its_retry(tmp_path: Path) -> None:
+    log, t = ResultsLog(str(tmp_path / "results.parquet"), EndsAt60()), trial()
+    report(log, t, 1, 20)
+    report(log, t, 2, 40)
+    # The worker dies; Tune retries the trial from its step-40 checkpoint: iterations restart.
+    report(log, t, 1, 40, val_accuracy=0.5)  # the replayed step: the newest row wins
+    report(log, t, 2, 60)
+    log.on_trial_complete(0, [t], t)
+    rows = read_results(str(tmp_path / "results.parquet"))
+    assert [r["step"] for r in rows] == [20, 40, 60]
+    assert rows[1]["val_accuracy"] == 0.5
+
+
+def test_a_retried_trial_that_ran_its_plan_is_not_stopped_early(tmp_path: Path) -> None:
+    # Fewer reports (iterations) than a whole run makes, but it reached its last step by itself.
+    log, t = ResultsLog(str(tmp_path / "results.parquet"), EndsAt60()), trial()
+    report(log, t, 1, 20)
+    report(log, t, 1, 40)
+    report(log, t, 2, 60)
+    log.on_trial_complete(0, [t], t)
+    assert {r["stopped_early"] for r in read_results(str(tmp_path / "results.parquet"))} == {False}
+
+
+def test_a_trial_the_scheduler_stopped_before_its_last_step_is_stopped_early(
+    tmp_path: Path,
+) -> None:
+    log, t = ResultsLog(str(tmp_path / "results.parquet"), EndsAt60()), trial()
+    report(log, t, 1, 20)
+    report(log, t, 2, 40, done=True)
+    log.on_trial_complete(0, [t], t)
+    assert {r["stopped_early"] for r in read_results(str(tmp_path / "results.parquet"))} == {True}
+
+
+def test_a_scheduler_stop_at_the_last_step_is_not_early(tmp_path: Path) -> None:
+    # ASHA decides STOP on the report that reaches max_t: the trial had nothing left to run.
+    log, t = ResultsLog(str(tmp_path / "results.parquet"), EndsAt60()), trial()
+    report(log, t, 1, 20)
+    report(log, t, 2, 40)
+    report(log, t, 3, 60, done=True)
+    log.on_trial_complete(0, [t], t)
+    assert {r["stopped_early"] for r in read_results(str(tmp_path / "results.parquet"))} == {False}
