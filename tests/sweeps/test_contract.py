@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import ray.tune
 
@@ -114,6 +115,25 @@ def test_asha_stops_trials_at_rungs(tmp_path: Path) -> None:
     ).fit()
     iterations = sorted(r.metrics["training_iteration"] for r in grid)
     # Rungs at 1, 3, 9 evaluations (grace 1, eta 3): stopped trials end exactly on one.
+    assert set(iterations) <= {1, 3, 9}
+    assert iterations[0] < ITERATIONS and iterations[-1] == ITERATIONS
+
+
+@pytest.mark.timeout(300)
+def test_hyperband_stops_trials_with_one_trial_at_a_time(tmp_path: Path) -> None:
+    # Synchronous Hyperband stopped nothing here: a bracket halves once all its trials are live,
+    # and only one trial is. Brackets here (eta 3, 9 evaluations) first compare at 1, 3 and 9.
+    np.random.seed(0)  # each trial's bracket is drawn from numpy's global generator
+    spec = sweep_spec("random", "hyperband", SPACES["other"])
+    grid = build_tuner(
+        spec.model_copy(update={"search": spec.search.model_copy(update={"num_samples": 9})}),
+        cheap_trainable,
+        max_t=ITERATIONS,
+        max_concurrent=1,
+        storage=str(tmp_path),
+        reuse_actors=True,
+    ).fit()
+    iterations = sorted(r.metrics["training_iteration"] for r in grid)
     assert set(iterations) <= {1, 3, 9}
     assert iterations[0] < ITERATIONS and iterations[-1] == ITERATIONS
 
