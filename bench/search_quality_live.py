@@ -126,19 +126,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--budget-s", type=float, default=180.0)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--first-rep", type=int, default=0, help="continue a run in parts")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     args = parser.parse_args(argv)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # `sweeps.run` starts a local Ray runtime as `sweeps run` does, and each sweep gets a fresh
+    # one, as separate `sweeps run` commands would. Not `ray.init` here with the dashboard off:
+    # Train's placement-group cleaner needs the state API, and without it a trial the time
+    # budget stopped kept its CPUs. And not one runtime for all sweeps: after the first PBT
+    # sweep in a shared runtime, the next sweeps' trials never reported within their budget.
     with tempfile.TemporaryDirectory(prefix="search-quality-live-") as tmp:
         train = str(Path(tmp) / "train.csv")
         pacsv.write_csv(load_tables()["train"], train)
         out = []
         # Methods alternate within each repetition, so a drift of the machine hits all alike.
-        for rep in range(args.reps):
+        for rep in range(args.first_rep, args.first_rep + args.reps):
             for name in args.methods:
                 row = run_one(name, rep, train, str(Path(tmp) / "sweeps"), args.budget_s)
+                ray.shutdown()
                 out.append(row)
                 print(
                     f"{name:9s} rep {rep}: {row['trials']:3d} trials, chosen val "

@@ -144,7 +144,7 @@ def _run_stage(
         )
 
     driver = ray.tune.with_resources(
-        make_trial_driver(spec.job, folder, checkpoints_to_tune=spec.scheduler.name == "pbt"),
+        make_trial_driver(spec.job, folder, checkpoints_to_tune=spec.scheduler.evolves),
         # Tune refuses an empty request; a token of memory keeps the driver off the CPUs,
         # which the trial's Train workers hold. `driver_resources` pins it (e.g. to on-demand
         # nodes, so a spot reclaim never kills a trial's driver).

@@ -50,7 +50,7 @@ def build_tuner(
     fixed = flatten(spec.job.model_dump(mode="json"))
     context = SchedulerContext(spec.objective, max_t, search.space, fixed, search.seed)
     generator_cap = max_concurrent
-    if points is None and spec.scheduler.name == "pbt":
+    if points is None and spec.scheduler.evolves:
         points = population(spec, fixed)
         # The whole population must exist for PBT to compare it: Tune time-slices what does not
         # fit at once (pausing a trial to its checkpoint) instead of holding trials back.

@@ -47,7 +47,9 @@ from trainables.objective import Objective
 from trainables.reporting import REPORTED_METRICS
 
 SEARCH_METHODS = ("grid", "random", "tpe", "gp")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
+#: Schedulers that evolve a population (exploit a checkpoint, explore its parameters).
+POPULATION_SCHEDULERS = ("pbt", "pb2")
 # PBT draws its whole population up front: only methods that need no feedback can do that.
 POPULATION_METHODS = ("random", "grid")
 #: Metrics a search or a promotion may select by (test metrics never are).
@@ -118,7 +120,9 @@ class SchedulerSpec(_Section):
     Attributes:
         name: `fifo` runs every trial to its end; `asha`, `hyperband` and `median` stop weak
             trials early; `pbt` (population-based training) replaces the weakest trials by
-            copies of the strongest, with perturbed hyperparameters, as they train.
+            copies of the strongest, with perturbed hyperparameters, as they train; `pb2`
+            (population-based bandits) does the same but picks the copies' new values of the
+            space's ranges by a Gaussian-process bandit over the population's results.
         grace_period: ASHA/median: evaluations before a trial may be stopped.
         reduction_factor: ASHA/hyperband: eta, the fraction kept at each rung is 1/eta.
         max_t: ASHA/hyperband: the horizon in evaluations (default: the longest trial's).
@@ -128,13 +132,19 @@ class SchedulerSpec(_Section):
             space instead of perturbed (x0.8 / x1.2 for ranges, a neighbour for choices).
     """
 
-    name: Literal["fifo", "asha", "hyperband", "median", "pbt"] = "fifo"
+    name: Literal["fifo", "asha", "hyperband", "median", "pbt", "pb2"] = "fifo"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=3, gt=1)
     max_t: int | None = Field(default=None, ge=1)
     perturbation_interval: int = Field(default=2, ge=1)
     quantile: float = Field(default=0.25, gt=0.0, le=0.5)
     resample_probability: float = Field(default=0.25, ge=0.0, le=1.0)
+
+    @property
+    def evolves(self) -> bool:
+        """Whether this scheduler evolves a population (PBT, PB2): trials hand Tune their
+        checkpoints and continue from each other's."""
+        return self.name in POPULATION_SCHEDULERS
 
 
 class WandbSpec(_Section):
@@ -212,8 +222,16 @@ class SweepSpec(_Section):
 
     @model_validator(mode="after")
     def _population_for_pbt(self) -> SweepSpec:
-        if self.scheduler.name != "pbt":
+        if self.scheduler.name not in POPULATION_SCHEDULERS:
             return self
+        if self.scheduler.name == "pb2" and not any(
+            p.kind in ("uniform", "loguniform") and p.when is None
+            for p in self.search.space.values()
+        ):
+            raise ValueError(
+                "search.space: PB2 explores only ranges; give it at least one unconditional "
+                "uniform or loguniform parameter"
+            )
         if self.search.method not in POPULATION_METHODS:
             raise ValueError(
                 f"search.method: {self.search.method!r} cannot seed PBT, which draws its whole "

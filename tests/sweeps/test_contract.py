@@ -69,17 +69,18 @@ def run(method: str, scheduler: str, tmp_path: Path) -> Any:
     return tuner.fit()
 
 
-# PBT draws its population up front: only the methods that need no results can seed it.
+# PBT and PB2 draw their population up front: only the methods that need no results can seed it.
 COMBINATIONS = [
     (m, s)
     for m, s in itertools.product(methods(), schedulers())
-    if s != "pbt" or m in ("random", "grid")
+    if s not in ("pbt", "pb2") or m in ("random", "grid")
+    if s != "pb2" or m != "grid"  # PB2 explores ranges only; the grid space has none
 ]
 
 
 @pytest.mark.timeout(600)
 def test_every_method_and_scheduler_finishes_the_expected_trials(tmp_path: Path) -> None:
-    assert ("random", "pbt") in COMBINATIONS and len(COMBINATIONS) == 4 * 4 + 2
+    assert ("random", "pb2") in COMBINATIONS and len(COMBINATIONS) == 4 * 4 + 2 + 1
     for method, scheduler in COMBINATIONS:
         grid = run(method, scheduler, tmp_path / f"{method}-{scheduler}")
         assert len(grid) == 4, (method, scheduler)
@@ -89,7 +90,7 @@ def test_every_method_and_scheduler_finishes_the_expected_trials(tmp_path: Path)
         if method != "grid":
             for result in grid:
                 cfg = result.config
-                if scheduler == "pbt":  # every trial carries every key; off means the job's
+                if scheduler in ("pbt", "pb2"):  # every trial carries every key; off: the job's
                     assert cfg["optimizer.name"] == "sgd" or cfg["optimizer.momentum"] == 0.9
                 else:
                     assert ("optimizer.momentum" in cfg) == (cfg["optimizer.name"] == "sgd")

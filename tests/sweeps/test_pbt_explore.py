@@ -11,6 +11,7 @@ import pytest
 
 from sweeps.errors import SpecError
 from sweeps.results.lineage import exploits, schedule
+from sweeps.running.schedulers import SchedulerContext, make_scheduler
 from sweeps.running.schedulers.pbt import Explorer
 from sweeps.spec import Param, parse_spec
 
@@ -182,3 +183,31 @@ def test_a_trial_that_never_exploited_has_one_segment() -> None:
     assert schedule(ROWS, ROWS[2]) == [
         {"from_step": 0, "trial_id": "a", "params": {"optimizer.lr": 0.1}}
     ]
+
+
+def pb2_spec(space: dict[str, Any]) -> dict[str, Any]:
+    raw = pbt_spec("random")
+    raw["search"]["space"] = space
+    raw["scheduler"] = {"name": "pb2", "perturbation_interval": 2}
+    return raw
+
+
+def test_pb2_refuses_a_space_without_a_range() -> None:
+    with pytest.raises(SpecError, match="search.space: PB2 explores only ranges"):
+        parse_spec(pb2_spec({"model.freeze": {"choice": ["none", "embeddings"]}}))
+
+
+def test_pb2_explores_the_unconditional_ranges_within_their_bounds() -> None:
+    # Positive control for the refusal above; the choice is inherited from the donor.
+    space = {
+        "optimizer.lr": {"loguniform": [1e-5, 1e-3]},
+        "optimizer.weight_decay": {"uniform": [0.0, 0.1]},
+        "model.freeze": {"choice": ["none", "embeddings"]},
+    }
+    spec = parse_spec(pb2_spec(space))
+    context = SchedulerContext(spec.objective, 6, spec.search.space, {}, 0)
+    scheduler = make_scheduler(spec.scheduler, context)
+    assert scheduler._hyperparam_bounds == {
+        "optimizer.lr": [1e-5, 1e-3],
+        "optimizer.weight_decay": [0.0, 0.1],
+    }
