@@ -103,18 +103,26 @@ def test_grid_enumerates_exactly_the_grid(tmp_path: Path) -> None:
     assert points == sorted(itertools.product([1e-5, 1e-3], [1, 2]))
 
 
-@pytest.mark.timeout(300)
-def test_asha_stops_trials_at_rungs(tmp_path: Path) -> None:
-    spec = sweep_spec("random", "asha", SPACES["other"])
+def evaluations_at_the_end(
+    scheduler: str, num_samples: int, max_concurrent: int, tmp_path: Path
+) -> list[int]:
+    """Each trial's last evaluation, sorted, after a random search under `scheduler`."""
+    spec = sweep_spec("random", scheduler, SPACES["other"])
+    search = spec.search.model_copy(update={"num_samples": num_samples})
     grid = build_tuner(
-        spec.model_copy(update={"search": spec.search.model_copy(update={"num_samples": 8})}),
+        spec.model_copy(update={"search": search}),
         cheap_trainable,
         max_t=ITERATIONS,
-        max_concurrent=2,
+        max_concurrent=max_concurrent,
         storage=str(tmp_path),
         reuse_actors=True,
     ).fit()
-    iterations = sorted(r.metrics["training_iteration"] for r in grid)
+    return sorted(r.metrics["training_iteration"] for r in grid)
+
+
+@pytest.mark.timeout(300)
+def test_asha_stops_trials_at_rungs(tmp_path: Path) -> None:
+    iterations = evaluations_at_the_end("asha", 8, 2, tmp_path)
     # Rungs at 1, 3, 9 evaluations (grace 1, eta 3): stopped trials end exactly on one.
     assert set(iterations) <= {1, 3, 9}
     assert iterations[0] < ITERATIONS and iterations[-1] == ITERATIONS
@@ -125,16 +133,7 @@ def test_hyperband_stops_trials_with_one_trial_at_a_time(tmp_path: Path) -> None
     # Synchronous Hyperband stopped nothing here: a bracket halves once all its trials are live,
     # and only one trial is. Brackets here (eta 3, 9 evaluations) first compare at 1, 3 and 9.
     np.random.seed(0)  # each trial's bracket is drawn from numpy's global generator
-    spec = sweep_spec("random", "hyperband", SPACES["other"])
-    grid = build_tuner(
-        spec.model_copy(update={"search": spec.search.model_copy(update={"num_samples": 9})}),
-        cheap_trainable,
-        max_t=ITERATIONS,
-        max_concurrent=1,
-        storage=str(tmp_path),
-        reuse_actors=True,
-    ).fit()
-    iterations = sorted(r.metrics["training_iteration"] for r in grid)
+    iterations = evaluations_at_the_end("hyperband", 9, 1, tmp_path)
     assert set(iterations) <= {1, 3, 9}
     assert iterations[0] < ITERATIONS and iterations[-1] == ITERATIONS
 
