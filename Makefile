@@ -9,11 +9,15 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # torch goes in first and pinned: an unpinned resolve pulls several GB of CUDA wheels.
+# torchvision is pinned to that torch's release; the registries carry only CUDA builds of it,
+# whose compiled ops do not load with the CPU torch, so a start-up hook (see
+# trainables/tasks/torchvision_cpu.py) lets it import anyway.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 torchvision==0.28.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m trainables.tasks.torchvision_cpu
 	touch $(STAMP)
 
 sweep: install

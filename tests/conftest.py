@@ -69,3 +69,35 @@ def ray_session() -> Iterator[None]:
     ray.init(num_cpus=2, log_to_driver=False, include_dashboard=True)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """timm's tiny `test_efficientnet` (random weights) saved in timm's format, 32-px input."""
+    from trainables.tiny import build_tiny_vision
+
+    return build_tiny_vision(tmp_path_factory.mktemp("tiny-vision"))
+
+
+def write_digit_folder(folder: Path, per_class: int, digits: tuple[int, ...] = (0, 1)) -> str:
+    """An `ImageFolder` tree of real scanned digits (scikit-learn's), `per_class` PNGs per
+    class, class folders named `zero`, `one`, ..."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    names = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    scans = load_digits()
+    for digit in digits:
+        rows = np.flatnonzero(scans.target == digit)[:per_class]
+        (folder / names[digit]).mkdir(parents=True)
+        for i, row in enumerate(rows):
+            grey = (scans.images[row] * (255 / 16)).astype(np.uint8)
+            Image.fromarray(grey).resize((24, 24)).save(folder / names[digit] / f"{i}.png")
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def digit_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """60 scans each of 0 and 1 in the `ImageFolder` layout."""
+    return write_digit_folder(tmp_path_factory.mktemp("digits") / "train", per_class=60)

@@ -111,7 +111,7 @@ def test_carved_splits_are_disjoint_and_complete() -> None:
     ds = build_dataset(_cfg(validation_fraction=0.2, test_fraction=0.1), {"train": table})
     sizes = {k: len(v) for k, v in ds.splits.items()}
     assert sizes == {"train": 70, "validation": 20, "test": 10}
-    seen = [t for s in ds.splits.values() for t in s.texts]
+    seen = [t for s in ds.splits.values() for t in s.inputs]
     assert sorted(seen) == sorted(table.column("t").to_pylist())
 
 

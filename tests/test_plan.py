@@ -138,7 +138,7 @@ class _Pretrained:
 def _save(folder: Path, scaler: torch.amp.GradScaler, position: LoopPosition) -> None:
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
     tracker = {"mode": "min", "best": 0.5, "evals_since_best": 1, "lr_scale": 1.0}
-    save_checkpoint(0, _Pretrained(), _Pretrained(), optimizer, scaler, folder, position, tracker)
+    save_checkpoint(0, _Pretrained().save_pretrained, optimizer, scaler, folder, position, tracker)
 
 
 def _load(folder: Path, scaler: torch.amp.GradScaler) -> tuple[LoopPosition, dict]:

@@ -1,7 +1,8 @@
 """What a checkpoint holds and how a restarted worker group takes it back.
 
 Layout of one checkpoint folder (Ray merges what each rank writes into it):
-    model.safetensors, config.json, tokenizer files   `save_pretrained` (rank 0)
+    model files (weights, config, tokenizer or        the task's save format (rank 0)
+      preprocessing config)
     training_state.pt                                 optimizer, loop position, tracker (rank 0)
     rng_rank{R}.pt                                    RNG streams of rank R (every rank)
 """
@@ -9,9 +10,9 @@ Layout of one checkpoint folder (Ray merges what each rank writes into it):
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.fs as pa_fs
@@ -68,8 +69,7 @@ def checkpoint_at(uri: str | None) -> ray.train.Checkpoint | None:
 
 def save_checkpoint(
     rank: int,
-    model: Any,
-    tokenizer: Any,
+    save_model: Callable[[Path], None],
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     folder: Path,
@@ -79,11 +79,11 @@ def save_checkpoint(
     """Writes this rank's part of a checkpoint into `folder`.
 
     What stays the same over a run comes first, so the loop can bind it once
-    (`functools.partial`). A disabled scaler (anything but fp16 on a GPU) is saved as None.
+    (`functools.partial`); `save_model(folder)` writes the model in its task's format. A
+    disabled scaler (anything but fp16 on a GPU) is saved as None.
     """
     if rank == 0:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        save_model(folder)
         state = {
             "optimizer": optimizer.state_dict(),
             "position": asdict(position),

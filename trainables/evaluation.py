@@ -1,4 +1,4 @@
-"""Evaluating saved weights outside training: a `save_pretrained` folder on one split of a job's
+"""Evaluating saved weights outside training: a saved model folder on one split of a job's
 data, in this process, with the same metrics the loop reports."""
 
 from __future__ import annotations
@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from transformers import AutoModelForSequenceClassification
 
 from trainables.config import FinetuneConfig
-from trainables.data import build_dataset, tokenize_split
-from trainables.loop import eval_iter
+from trainables.data import build_dataset
+from trainables.loop import task_eval_iter
 from trainables.metrics import evaluate
-from trainables.models import load_tokenizer
+from trainables.tasks import prepare_task
 
 
 def evaluate_folder(
@@ -20,18 +19,23 @@ def evaluate_folder(
 ) -> dict[str, float] | None:
     """`split` metrics (`test_accuracy`, ...) of the model saved in `folder`; None when the
     job's data has no such split."""
-    dataset = build_dataset(job.data)
+    dataset = build_dataset(job.data, task=job.task)
     if split not in dataset.splits:
         return None
-    tokenizer = load_tokenizer(folder)
-    rows = tokenize_split(dataset.splits[split], tokenizer, job.data.max_length)
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    # The folder's model as saved (a LoRA run's: merged), nothing frozen or added.
+    saved = job.model.model_copy(
+        update={"name_or_path": folder, "freeze": "none", "method": "full"}
+    )
+    dataset = type(dataset)({split: dataset.splits[split]}, dataset.label_names)
+    task = prepare_task(job, dataset, saved)
+    model = task.build_model(saved)
     with torch.no_grad():
         return evaluate(
             model,
-            eval_iter(rows, job.training.batch_size, tokenizer.pad_token_id or 0, 0, 1),
+            task_eval_iter(task, split, job.training.batch_size, 0, 1),
             len(dataset.label_names),
             torch.device("cpu"),
             contextlib.nullcontext,
             prefix="val_" if split == "validation" else f"{split}_",
+            logits_of=task.logits,
         )

@@ -1,4 +1,4 @@
-"""The per-worker fine-tuning loop that Ray Train runs on every DDP rank.
+"""The per-worker fine-tuning loop that Ray Train runs on every DDP rank, for any task.
 
 `train_fn_per_worker(config)` reads top to bottom, like nanoGPT's train.py: data → plan → model
 → optimizer → resume, then one `while` over optimizer steps: forward/backward over the step's
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray.train
 import ray.train.torch
 import torch
@@ -32,19 +33,11 @@ from trainables.checkpointing import (
     save_checkpoint,
 )
 from trainables.config import FinetuneConfig
-from trainables.data import (
-    TokenizedSplit,
-    build_dataset,
-    collate,
-    epoch_batches,
-    eval_batches,
-    shard_rows,
-    tokenize_split,
-)
+from trainables.data import TokenizedSplit, collate, epoch_batches, eval_batches, shard_rows
 from trainables.metrics import all_reduce_sum, evaluate
-from trainables.models import build_model, load_tokenizer
 from trainables.optim import ImprovementTracker, build_optimizer, lr_schedule
 from trainables.plan import Plan, plan_job
+from trainables.tasks import Task, prepare_task
 
 
 def precision_tools(
@@ -69,11 +62,21 @@ def precision_tools(
 def eval_iter(
     split: TokenizedSplit, batch_size: int, pad_id: int, rank: int, world: int
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """This rank's evaluation batches of `split`: its own shard, in batches twice the training
-    size (no activations are kept for a backward pass)."""
+    """This rank's evaluation batches of a tokenized `split` (for benchmarks that use the
+    text pieces without a task): its own shard, in batches twice the training size."""
     rows = shard_rows(len(split), world, rank)
     for batch_rows in eval_batches(split, rows, batch_size * 2):
         yield collate(split, batch_rows, pad_id)
+
+
+def task_eval_iter(
+    task: Task, split: str, batch_size: int, rank: int, world: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """This rank's evaluation batches of `split`: its own shard, in batches twice the training
+    size (no activations are kept for a backward pass)."""
+    rows = shard_rows(task.splits[split], world, rank)
+    for batch_rows in task.eval_order(split, rows, batch_size * 2):
+        yield task.batch(split, batch_rows, train=False)
 
 
 def train_fn_per_worker(config: dict[str, Any]) -> None:
@@ -90,21 +93,16 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     autocast, scaler = precision_tools(t.precision, device)
 
-    tokenizer = load_tokenizer(cfg.model.name_or_path)
-    dataset = build_dataset(cfg.data)
-    splits = {
-        name: tokenize_split(split, tokenizer, cfg.data.max_length)
-        for name, split in dataset.splits.items()
-    }
-    train, pad_id = splits["train"], tokenizer.pad_token_id or 0
-    num_labels, lengths = len(dataset.label_names), train.lengths
-    plan = plan_job(cfg, len(train), world)
+    task = prepare_task(cfg)  # read, checked, tokenized or decoded: once per worker
+    n_train, lengths = task.splits["train"], task.lengths("train")
+    grouped = lengths is not None
+    lengths = lengths if lengths is not None else np.zeros(n_train, dtype=np.int64)
+    plan = plan_job(cfg, n_train, world)
     lr_at = lr_schedule(cfg.optimizer.lr, cfg.schedule, plan.total_steps)
 
     @functools.lru_cache(maxsize=1)  # a pure function of the epoch: built on its first step only
     def batches_of(epoch: int) -> list[list[int]]:
-        group_by_length = cfg.data.group_by_length
-        return epoch_batches(lengths, t.batch_size, world, rank, t.seed, epoch, group_by_length)
+        return epoch_batches(lengths, t.batch_size, world, rank, t.seed, epoch, grouped)
 
     # The run's own checkpoint (a restarted worker group) wins over the one it started from.
     own = ray.train.get_checkpoint()
@@ -114,7 +112,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         source = (
             cfg.model.model_copy(update={"name_or_path": resume_dir}) if resume_dir else cfg.model
         )
-        unwrapped = build_model(source, dataset.label_names)
+        unwrapped = task.build_model(source)
         model = ray.train.torch.prepare_model(unwrapped)
         optimizer = build_optimizer(unwrapped, cfg.optimizer)
         tracker = ImprovementTracker.watching(t.monitor)
@@ -125,10 +123,9 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             tracker.load_state_dict(tracker_state)
             # More ranks than at the save make shorter epochs: one may be over already.
             pos.advance(0, plan.batches_per_epoch, steps=0)
-    evaluate_on = SplitEvaluator(
-        unwrapped, splits, t.batch_size, pad_id, rank, world, num_labels, device, autocast
-    )
-    save = functools.partial(save_checkpoint, rank, unwrapped, tokenizer, optimizer, scaler)
+    evaluate_on = SplitEvaluator(unwrapped, task, t.batch_size, rank, world, device, autocast)
+    save_model = functools.partial(task.save, unwrapped)
+    save = functools.partial(save_checkpoint, rank, save_model, optimizer, scaler)
 
     model.train()
     window = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, rows, seconds
@@ -150,21 +147,22 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         group = batches_of(pos.epoch)[start : start + t.grad_accum_steps]
         tick = time.perf_counter()
         for i, rows in enumerate(group):
-            batch = {
-                k: v.to(device, non_blocking=True) for k, v in collate(train, rows, pad_id).items()
-            }
-            labels = batch.pop("labels")
+            # The batch's identity seeds its augmentation (images), so a resume redraws it.
+            key = (t.seed, pos.epoch, start + i, rank)
+            prepared = task.batch("train", rows, train=True, key=key)
+            batch = {k: v.to(device, non_blocking=True) for k, v in prepared.items()}
+            labels = batch.pop("labels")  # ids, or class probabilities of a mixed batch
             # Gradients are all-reduced once per step, on its last micro-batch.
             last = i == len(group) - 1
             sync = contextlib.nullcontext() if last or world == 1 else model.no_sync()
             with sync, autocast():
-                logits = model(**batch).logits
+                logits = task.logits(model, batch)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=t.label_smoothing)
                 # An epoch's short last group averages over the micro-batches it has.
                 scaler.scale(loss / len(group)).backward()
             # Summed on the device: reading the loss here would sync with the GPU every batch.
-            window[0] += loss.detach().double() * labels.numel()
-            window[1] += labels.numel()
+            window[0] += loss.detach().double() * len(rows)
+            window[1] += len(rows)
 
         lr = lr_at(pos.step, tracker.lr_scale)
         for param_group in optimizer.param_groups:
@@ -193,20 +191,28 @@ class SplitEvaluator:
     reduced over every rank (see `trainables.metrics.evaluate`)."""
 
     model: torch.nn.Module
-    splits: dict[str, TokenizedSplit]
+    task: Task
     batch_size: int
-    pad_id: int
     rank: int
     world: int
-    num_labels: int
     device: torch.device
     autocast: Callable[[], Any]
 
+    @property
+    def splits(self) -> dict[str, int]:
+        return self.task.splits
+
     def __call__(self, split: str) -> dict[str, float]:
         """Loss, accuracy and macro F1 of `split`, keyed `val_*` or `test_*`."""
-        batches = eval_iter(self.splits[split], self.batch_size, self.pad_id, self.rank, self.world)
+        batches = task_eval_iter(self.task, split, self.batch_size, self.rank, self.world)
         return evaluate(
-            self.model, batches, self.num_labels, self.device, self.autocast, _PREFIXES[split]
+            self.model,
+            batches,
+            len(self.task.label_names),
+            self.device,
+            self.autocast,
+            _PREFIXES[split],
+            self.task.logits,
         )
 
 
@@ -229,7 +235,8 @@ def evaluate_and_report(
         metrics: The training metrics since the last report (`_train_metrics`).
         evaluate_on: Evaluates a named split.
         save: Writes this rank's part of a checkpoint of `pos` and the tracker state into a
-            folder (`save_checkpoint` with the rank, model, tokenizer, optimizer, scaler bound).
+            folder (`save_checkpoint` with the rank, the task's model saver, optimizer and
+            scaler bound).
         pos: The loop's position, already moved past the step just taken.
         tracker: The improvement tracker of `job.training.monitor`.
         job: The job's config.

@@ -55,11 +55,13 @@ def evaluate(
     device: torch.device,
     autocast: Callable[[], object],
     prefix: str,
+    logits_of: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Metrics of `model` over this rank's batches, reduced over every rank.
 
     `model` must be the unwrapped module: a DDP forward would add collectives that ranks with
-    different shard sizes would not match.
+    different shard sizes would not match. `logits_of(model, batch)` is the task's forward
+    (default: a transformers model's `model(**batch).logits`).
     """
     was_training = model.training
     model.eval()
@@ -68,7 +70,7 @@ def evaluate(
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         labels = batch.pop("labels")
         with autocast():  # type: ignore[attr-defined]
-            logits = model(**batch).logits
+            logits = logits_of(model, batch) if logits_of else model(**batch).logits
         stats[0] += F.cross_entropy(logits.float(), labels, reduction="sum").double()
         stats[1] += labels.numel()
         cells = labels * num_labels + logits.argmax(dim=-1)

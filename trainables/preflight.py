@@ -31,7 +31,20 @@ def check_inputs(cfg: FinetuneConfig) -> JobSummary:
     Raises:
         DataError, ModelLoadError: naming the field, file or column at fault.
     """
-    dataset = build_dataset(cfg.data)
+    dataset = build_dataset(cfg.data, task=cfg.task)
+    if cfg.task == "image":
+        from trainables.image_files import open_image
+        from trainables.tasks.vision_models import check_vision_model
+
+        check_vision_model(cfg.model, len(dataset.label_names))
+        field = f"data.{cfg.data.image_column or 'image'}"
+        for name, split in dataset.splits.items():
+            for row, ref in enumerate(split.inputs):
+                open_image(ref, f"{field} ({name} split, row {row})")
+        return JobSummary(
+            label_names=dataset.label_names,
+            split_sizes={name: len(split) for name, split in dataset.splits.items()},
+        )
     load_tokenizer(cfg.model.name_or_path)
     model_config = load_model_config(cfg.model, dataset.label_names)
     layers = getattr(model_config, "num_hidden_layers", None)

@@ -189,6 +189,7 @@ def _copy_version(
         **({"confirmation": best.confirmation} if best.confirmation else {}),
         "metrics": best.metrics,
         "test_metrics": test_metrics,
+        "model": _model_entry(job),
         "versions": _versions(),
         "git_commit": _git_commit(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -196,6 +197,17 @@ def _copy_version(
     }
     storage.write_text(target.join(MANIFEST), json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def _model_entry(job: FinetuneConfig) -> dict[str, Any]:
+    """What the promoted model is: task, backbone, fine-tuning method (with LoRA's
+    parameters; a LoRA model's adapter files are in `adapter/`)."""
+    model = job.model
+    entry: dict[str, Any] = {"task": job.task, "backbone": model.name_or_path}
+    entry["method"] = model.method
+    if model.method == "lora":
+        entry["lora"] = model.lora.model_dump(mode="json") | {"adapter_folder": "adapter"}
+    return entry
 
 
 def _model_files(checkpoint: Location) -> list[str]:
@@ -247,11 +259,11 @@ def verify(uri: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="verify-") as local:
         for name in manifest["files"]:
             storage.copy_file(folder.join(name), Location.of(local).join(name))
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from trainables.tasks.saved import load_classifier, smoke_input
 
         try:
-            AutoTokenizer.from_pretrained(local)
-            AutoModelForSequenceClassification.from_pretrained(local)
+            # Loaded as the ecosystem loads it, and classifying one input end to end.
+            load_classifier(local)(smoke_input(local))
         except Exception as exc:
             raise PromotionError(f"{folder}: the model does not load: {exc}") from None
     return manifest
@@ -259,7 +271,7 @@ def verify(uri: str) -> dict[str, Any]:
 
 def _versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
-    for package in ("finetune-sweeps", "torch", "transformers", "ray", "pyarrow"):
+    for package in ("finetune-sweeps", "torch", "transformers", "timm", "peft", "ray", "pyarrow"):
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -41,3 +41,39 @@ def crash_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]], 
         train_fn_per_worker(config)
 
     return train_fn
+
+
+def sigkill_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]], None]:
+    """The real loop, except that in the first attempt every rank SIGKILLs its own process
+    once its first checkpoint is committed: a killed worker group, not a raised exception.
+
+    Markers as in `crash_after_first_checkpoint` (`killed-rank{R}`, `resumed-rank{R}`).
+    """
+
+    def train_fn(config: dict[str, Any]) -> None:
+        import os
+        import signal
+
+        import ray.train
+
+        from trainables.loop import train_fn_per_worker
+
+        rank = ray.train.get_context().get_world_rank()
+        if ray.train.get_checkpoint() is None:
+            real_report = ray.train.report
+
+            def report_then_die(metrics: dict, checkpoint: Any = None, **kwargs: Any) -> None:
+                real_report(metrics, checkpoint=checkpoint, **kwargs)
+                if checkpoint is not None:
+                    ray.train.get_all_reported_checkpoints(
+                        consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
+                    )
+                    (Path(marker_dir) / f"killed-rank{rank}").touch()
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            ray.train.report = report_then_die
+        else:
+            (Path(marker_dir) / f"resumed-rank{rank}").touch()
+        train_fn_per_worker(config)
+
+    return train_fn

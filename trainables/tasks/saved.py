@@ -1,0 +1,78 @@
+"""A promoted (or any saved) model folder loaded the way its library loads it, as a classifier.
+
+This is what `sweeps verify` runs and what the README tells a user to write: timm's
+`create_model("local-dir:<folder>", pretrained=True)` with the folder's preprocessing, or
+transformers' `from_pretrained` with the folder's tokenizer or image processor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def kind_of(folder: str) -> str:
+    """`timm`, `transformers-image` or `transformers-text`: how the folder was saved."""
+    config = json.loads(Path(folder, "config.json").read_text())
+    if "architecture" in config:
+        return "timm"
+    if Path(folder, "preprocessor_config.json").is_file():
+        return "transformers-image"
+    return "transformers-text"
+
+
+def load_classifier(folder: str) -> Callable[[Any], str]:
+    """A function from one input (a PIL image, or a text) to the predicted label's name."""
+    kind = kind_of(folder)
+    if kind == "timm":
+        from trainables.tasks.vision_models import import_timm
+
+        timm = import_timm()
+        model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+        data_config = timm.data.resolve_data_config(model=model)
+        transform = timm.data.create_transform(**data_config)
+        names = json.loads(Path(folder, "config.json").read_text()).get("label_names")
+
+        def classify_image(image: Any) -> str:
+            with torch.no_grad():
+                index = int(model(transform(image.convert("RGB"))[None]).argmax())
+            return str(names[index]) if names else str(index)
+
+        return classify_image
+    if kind == "transformers-image":
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        processor = AutoImageProcessor.from_pretrained(folder)
+        hf_image = AutoModelForImageClassification.from_pretrained(folder).eval()
+
+        def classify_hf_image(image: Any) -> str:
+            with torch.no_grad():
+                inputs = processor(images=image.convert("RGB"), return_tensors="pt")
+                index = int(hf_image(**inputs).logits.argmax())
+            return str(hf_image.config.id2label[index])
+
+        return classify_hf_image
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    text_model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+
+    def classify_text(text: Any) -> str:
+        with torch.no_grad():
+            index = int(text_model(**tokenizer(str(text), return_tensors="pt")).logits.argmax())
+        return str(text_model.config.id2label[index])
+
+    return classify_text
+
+
+def smoke_input(folder: str) -> Any:
+    """An input of the folder's kind to classify once: a grey image or a sentence."""
+    if kind_of(folder) == "transformers-text":
+        return "a sentence to classify"
+    from PIL import Image
+
+    return Image.new("RGB", (64, 64), (128, 128, 128))

@@ -1,0 +1,92 @@
+"""Text classification as a task: tokenize once, pad per batch, a transformers classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainables.config import FinetuneConfig, ModelConfig
+from trainables.data import Dataset, collate, eval_batches, tokenize_split
+from trainables.lora import add_lora, has_adapter, load_lora, save_lora
+from trainables.models import build_model, load_tokenizer
+
+
+class TextTask:
+    """The text side of the task seam (see `trainables.tasks.Task`).
+
+    Args:
+        cfg: The job.
+        dataset: Its splits.
+        model: Where the tokenizer comes from (the job's model, or a saved folder).
+    """
+
+    kind = "text"
+
+    def __init__(self, cfg: FinetuneConfig, dataset: Dataset, model: ModelConfig) -> None:
+        self.tokenizer = load_tokenizer(model.name_or_path)
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.label_names = dataset.label_names
+        self.job_model = cfg.model
+        self.tokens = {
+            name: tokenize_split(split, self.tokenizer, cfg.data.max_length)
+            for name, split in dataset.splits.items()
+        }
+        self.group_by_length = cfg.data.group_by_length
+
+    @property
+    def splits(self) -> dict[str, int]:
+        """Rows per split."""
+        return {name: len(split) for name, split in self.tokens.items()}
+
+    def lengths(self, split: str) -> np.ndarray | None:
+        """Token counts per row, for length-grouped batches (None when grouping is off)."""
+        return self.tokens[split].lengths if self.group_by_length else None
+
+    def batch(
+        self, split: str, rows: Sequence[int], train: bool, key: Sequence[int] = ()
+    ) -> dict[str, torch.Tensor]:
+        """Token ids padded to the batch's longest row, and `labels`."""
+        return collate(self.tokens[split], rows, self.pad_id)
+
+    def eval_order(self, split: str, rows: list[int], batch_size: int) -> list[list[int]]:
+        """Evaluation batches of `rows` sorted by length (least padding)."""
+        return eval_batches(self.tokens[split], rows, batch_size)
+
+    def build_model(self, model: ModelConfig) -> torch.nn.Module:
+        """The backbone with a fresh head for the labels, fine-tuned by `model.method` (a
+        checkpoint folder resumes: a LoRA run's adapters go back onto the job's backbone)."""
+        frozen = {"freeze": model.effective_freeze}
+        if model.method == "lora" and has_adapter(model.name_or_path):
+            base = build_model(self.job_model.model_copy(update=frozen), self.label_names)
+            return load_lora(base, model.name_or_path)
+        built = build_model(model.model_copy(update=frozen), self.label_names)
+        if model.method != "lora":
+            return built
+        prefix = built.base_model_prefix
+        head = [
+            n
+            for n, m in built.named_children()
+            if n != prefix and next(m.parameters(), None) is not None
+        ]
+        return add_lora(built, model.lora, head, task_type="SEQ_CLS")
+
+    @staticmethod
+    def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's logits for a batch without its labels."""
+        return model(**batch).logits
+
+    def save(self, model: torch.nn.Module, folder: Path) -> None:
+        """`save_pretrained` of the model and its tokenizer (a LoRA model: merged, with its
+        adapter files in `adapter/`)."""
+        if self.job_model.method == "lora":
+            save_lora(model, folder, self._save_plain)
+        else:
+            self._save_plain(model, folder)
+
+    def _save_plain(self, model: Any, folder: Path) -> None:
+        model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
