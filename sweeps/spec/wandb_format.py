@@ -47,6 +47,12 @@ ALIASES = {
     "model_name_or_path": "model.name_or_path",
     "max_seq_length": "data.max_length",
     "max_length": "data.max_length",
+    # peft's LoraConfig names, and the fine-tuning method as such scripts usually call it.
+    "finetuning_method": "model.method",
+    "lora_r": "model.lora.r",
+    "lora_alpha": "model.lora.alpha",
+    "lora_dropout": "model.lora.dropout",
+    "target_modules": "model.lora.target_modules",
 }
 #: Metric names as HF `Trainer` logs them, and ours.
 METRIC_ALIASES = {
