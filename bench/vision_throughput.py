@@ -40,7 +40,8 @@ subprocess, and the loop's Train worker (Ray's Train controller and driver are n
 
 Each side also prints the CPU cores its training process got (process CPU time / wall time:
 the baseline's timed steps; the loop's worker from its first report to its last, evaluations
-included), a check that nothing else on the machine took a core from it, and its niceness:
+included, so checkpoint I/O lowers it too), a rough check that nothing else on the machine
+took a core from it (2.0 is all of both), and its niceness:
 Ray starts workers 15 nicer than the driver by default, so the bench sets
 `RAY_worker_niceness=0` and both sides run at the driver's niceness.
 
