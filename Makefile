@@ -32,7 +32,7 @@ submit: install
 		$(if $(ADDRESS),--address $(ADDRESS)) $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rs --durations=25 tests
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m "not integration" tests
