@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import write_digit_folder
+from tests.sweeps.test_promotion import s3_endpoint  # noqa: F401  (the moto S3 server fixture)
 from trainables.config import EMBEDDED_VISION_MODEL, FinetuneConfig, parse_config
 from trainables.errors import ConfigError, DataError, ModelLoadError
 from trainables.preflight import check_inputs
@@ -255,3 +256,84 @@ def test_a_saved_model_classifies_an_image_file_by_label_name(
         "one",
         "zero",
     }
+
+
+# --------------------------------------------------------------------------- object storage
+
+
+def test_an_image_folder_on_s3_reads_like_a_local_one(
+    s3_endpoint: str,  # noqa: F811  (the fixture imported above)
+    digit_folder: str,
+    tiny_vision_dir: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyarrow.fs as pa_fs
+
+    from tests.sweeps.test_promotion import BUCKET, s3_uri
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    s3 = pa_fs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", region="us-east-1")
+    pa_fs.copy_files(digit_folder, f"{BUCKET}/digits", destination_filesystem=s3)
+    uri = s3_uri(s3_endpoint, "digits")
+    cfg = parse_config(
+        {
+            "task": "image",
+            "model": {"name_or_path": tiny_vision_dir},
+            "data": {"train": uri, "validation_fraction": 0.25, "image_size": 32},
+        }
+    )
+    summary = check_inputs(cfg)
+    assert summary.label_names == ("one", "zero")
+    assert sum(summary.split_sizes.values()) == 120
+    task = prepare_task(cfg)
+    assert task.batch("train", [0, 1], train=True, key=(0,))["pixel_values"].shape == (
+        2,
+        3,
+        32,
+        32,
+    )
+
+
+# --------------------------------------------------------------------------- transformers
+
+
+def test_a_transformers_image_model_fine_tunes_saves_and_loads(
+    digit_folder: str, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForImageClassification, ViTConfig, ViTImageProcessor, ViTModel
+
+    from trainables.tasks.saved import load_classifier
+
+    torch.manual_seed(0)
+    source = tmp_path / "tiny-vit"
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64,
+    )  # fmt: skip
+    ViTModel(config).save_pretrained(source)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(source)
+    cfg = parse_config(
+        {
+            "task": "image",
+            "model": {"name_or_path": str(source), "freeze": "backbone"},
+            "data": {"train": digit_folder, "validation_fraction": 0.25},
+        }
+    )
+    task = prepare_task(cfg)
+    model = task.build_model(cfg.model).eval()
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        "inner.classifier.weight",
+        "inner.classifier.bias",
+    }
+    task.save(model, tmp_path / "saved")
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path / "saved").eval()
+    batch = task.batch("validation", [0, 1], train=False)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded(pixel_values=batch["pixel_values"]).logits, task.logits(model, batch)
+        )
+    from PIL import Image
+
+    label = load_classifier(str(tmp_path / "saved"))(Image.open(Path(digit_folder, "one", "0.png")))
+    assert label in {"one", "zero"}
