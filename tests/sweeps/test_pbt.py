@@ -26,8 +26,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 EVAL_EVERY = 10
 # Long enough that the two trials' training overlaps despite their start-up skew on 2 cores
 # (async PBT compares only trials that are running: with 40 steps one trial here had ended
-# before the other's first report, and no exploit happened).
-MAX_STEPS = 120
+# before the other's first report, and no exploit happened); twice that, since every report
+# of the diverging trial is an exploit, and each exploit restarts a 2-rank trial.
+MAX_STEPS = 80
 
 
 @pytest.fixture(scope="module")

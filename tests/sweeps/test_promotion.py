@@ -70,6 +70,7 @@ def s3_sweep(s3_endpoint: str, tiny_model_dir: str, separable_files: dict[str, s
     raw["storage_path"] = s3_uri(s3_endpoint, "sweeps")
     raw["job"]["data"]["test"] = separable_files["test"]
     raw["job"]["training"] |= {"max_steps": 30, "eval_every": 10, "monitor": "val_loss"}
+    raw["job"]["scaling"] = {"num_workers": 2}  # the promoted 2-rank model, scored in 1 process
     raw["job"] |= {"optimizer": {"weight_decay": 1.0}, "schedule": {"name": "constant"}}
     raw["search"] = {
         "method": "grid",
