@@ -1,13 +1,10 @@
 """Trials stream to W&B: read back from W&B's own offline run files; W&B failing never fails a
-sweep; secrets never land in anything a sweep writes."""
+sweep (secrets: tests/chaos/test_secrets.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,6 @@ from typing import Any
 import pytest
 import ray
 import ray.tune
-import yaml
 
 from sweeps.results.queries import SweepResults
 from sweeps.results.results import ResultsLog
@@ -70,10 +66,6 @@ def cheap_sweep(tmp_path: Path, wandb: dict[str, Any], trainable: Any = cheap_tr
     return spec, grid, time.monotonic() - started
 
 
-def session_address() -> str:
-    return str(ray.get_runtime_context().gcs_address)
-
-
 def by_job_type(runs: list[OfflineRun], job_type: str) -> list[OfflineRun]:
     return [r for r in runs if r.job_type == job_type]
 
@@ -123,21 +115,6 @@ def test_offline_runs_mirror_every_trial_and_a_retried_trial_stays_one_run(tmp_p
     assert len(table["data"]) == 4 and "stopped_by_scheduler" in table["columns"]
 
 
-@pytest.mark.timeout(300)
-def test_unreachable_wandb_warns_and_the_sweep_finishes_in_bounded_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on port 9
-    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    spec, grid, seconds = cheap_sweep(
-        tmp_path, {"mode": "online", "dir": str(tmp_path / "wb"), "init_timeout_s": 5}
-    )
-    assert len(grid) == 4 and not grid.errors
-    assert all(r["status"] == "TERMINATED" for r in SweepResults.of(spec).table())
-    assert "W&B logging stopped" in caplog.text
-    assert seconds < 90
-
-
 @pytest.mark.timeout(600)
 def test_a_tiny_model_sweep_logs_resolved_jobs_and_every_report(
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
@@ -160,36 +137,5 @@ def test_a_tiny_model_sweep_logs_resolved_jobs_and_every_report(
                 assert logged[key] == pytest.approx(reported[key])
         assert run.config["model.name_or_path"] == tiny_model_dir
         assert run.config["optimizer.lr"] == mine[0]["param.optimizer.lr"]
-        assert run.config["scaling.num_workers"] == 2
-
-
-SENTINELS = {
-    "WANDB_API_KEY": "wandbsentinel" + "7" * 27,
-    "AWS_ACCESS_KEY_ID": "AKIASENTINEL0000KEY1",
-    "AWS_SECRET_ACCESS_KEY": "awssecretsentinel/0000000000000000000000",
-}
-
-
-@pytest.mark.timeout(600)
-def test_secrets_in_the_environment_appear_in_no_file_the_sweep_writes(
-    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
-) -> None:
-    raw = tiny_spec(tiny_model_dir, separable_files, tmp_path, num_samples=2)
-    raw["wandb"] = {"mode": "offline", "dir": str(tmp_path / "wb")}
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    # The command joins the session's Ray runtime: a second local instance on one machine
-    # breaks Ray's state-API autodetection (Train's placement-group cleaner then dies).
-    env = {**os.environ, **SENTINELS, "RAY_ADDRESS": session_address()}
-    out = subprocess.run(
-        [sys.executable, "-m", "sweeps", "run", str(path)], env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    session = Path("/tmp/ray/session_latest").resolve()
-    places = [tmp_path, session / "logs"]
-    files = [p for place in places for p in place.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".wandb" for p in files) and any(p.name == "params.json" for p in files)
-    for secret in SENTINELS.values():
-        assert secret not in out.stdout + out.stderr
-        leaks = [p for p in files if secret.encode() in p.read_bytes()]
-        assert not leaks, leaks
+        for key, value in raw["job"]["scaling"].items():
+            assert run.config[f"scaling.{key}"] == value
