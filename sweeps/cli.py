@@ -1,7 +1,7 @@
 """`sweeps` command line: run, validate, status, best, report, promote, verify, schema.
 
 sweeps run SPEC [--set KEY=VALUE]... [--smoke-test] [--restart]
-sweeps validate SPEC [--set KEY=VALUE]...
+sweeps validate SPEC [SPEC...] [--set KEY=VALUE]...
 sweeps status SPEC [--json]
 sweeps best SPEC
 sweeps report SPEC [--out DIR]
@@ -19,10 +19,17 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sweeps.spec import load_spec
+from sweeps.spec import load_spec_with_origins
+from sweeps.spec.wandb_format import explain
 from sweeps.store.promotion import BestTrial
+from sweeps.store.storage import check_storage
 from trainables.errors import FinetuneError
+
+if TYPE_CHECKING:
+    from trainables.config import FinetuneConfig
+    from trainables.preflight import JobSummary
 
 # A smoke test: the real path with 2 trials of 2 optimizer steps each.
 SMOKE_OVERRIDES = ["search.num_samples=2", "job.training.max_steps=2", "job.training.eval_every=1"]
@@ -114,9 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     commands["verify"].add_argument(
         "uri", help="DEST/<sweep>/<version>, or DEST/<sweep> for latest"
     )
+    commands["validate"].add_argument(
+        "specs", nargs="+", metavar="SPEC", help="sweep YAMLs, each validated on its own"
+    )
     for name in ("run", "validate", "status", "best", "report", "promote"):
         cmd = commands[name]
-        cmd.add_argument("spec", help="sweep YAML (see sweeps/examples/)")
+        if name != "validate":
+            cmd.add_argument("spec", help="sweep YAML (see sweeps/examples/)")
         cmd.add_argument(
             "--set",
             dest="overrides",
@@ -160,18 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "smoke_test", False):
         overrides += SMOKE_OVERRIDES
     _show_library_messages()
+    if args.command == "validate":
+        one_line = len(args.specs) > 1
+        statuses = [_validate(path, overrides, one_line) for path in args.specs]
+        return max(statuses)
+    origins: dict[str, str] = {}
     try:
-        spec = load_spec(args.spec, overrides)
-        if args.command == "validate":
-            from trainables.preflight import check_inputs
-
-            summary = check_inputs(spec.job)
-            print(
-                f"{args.spec}: valid; labels {list(summary.label_names)}, "
-                f"rows {summary.split_sizes}, method {spec.search.method}, "
-                f"scheduler {spec.scheduler.name}"
-            )
-            return 0
+        spec, origins = load_spec_with_origins(args.spec, overrides)
         from sweeps.results.queries import SweepResults
 
         results = SweepResults.of(spec)
@@ -227,9 +233,61 @@ def main(argv: list[str] | None = None) -> int:
 
             _print_best(confirmed_best(spec), metric)
     except FinetuneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # `origins` is set once the spec loaded: a later error (preflight's) naming a job field
+        # also names the W&B key it came from. The spec's own errors already do.
+        print(f"error: {explain(str(exc), origins)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _validate(path: str, overrides: list[str], one_line: bool) -> int:
+    """Validates one spec file and prints its result line; returns its exit status (0 or 2).
+
+    With `one_line` (several files on the command line) an error is one line on stderr that
+    starts with the file, `<file>: error: <message>`, so each file has exactly one result line.
+    Exceptions other than `FinetuneError` propagate: they are bugs, not bad specs.
+    """
+    try:
+        spec, origins = load_spec_with_origins(path, overrides)
+        check_storage(spec.storage_path, spec.promote.to if spec.promote else None)
+        try:
+            summary = _check_job(spec.job)
+        except FinetuneError as exc:
+            # Preflight names job fields (`model.name_or_path`); a W&B file's author wrote
+            # their W&B names (`model_name_or_path`).
+            raise type(exc)(explain(str(exc), origins)) from None
+    except FinetuneError as exc:
+        if not one_line:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        # Messages usually start with the file already, and list one problem per line.
+        text = str(exc).removeprefix(f"{path}: ")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        print(f"{path}: error: {'; '.join(lines)}", file=sys.stderr)
+        return 2
+    print(
+        f"{path}: valid; labels {list(summary.label_names)}, "
+        f"rows {summary.split_sizes}, method {spec.search.method}, "
+        f"scheduler {spec.scheduler.name}"
+    )
+    return 0
+
+
+#: `check_inputs` results by the job's repr: specs that differ only outside the job (search,
+#: scheduler) or that repeat a job share one check, which reads the data and loads the model.
+_CHECKED_JOBS: dict[str, JobSummary] = {}
+
+
+def _check_job(job: FinetuneConfig) -> JobSummary:
+    # repr, not the JSON dump: JSON writes NaN as null; repr shows every field exactly. Keyed
+    # in this process only, so a data file edited between two runs is read again.
+    key = repr(job)
+    if key not in _CHECKED_JOBS:
+        # Imported here: it loads torch and transformers, which invalid specs never need.
+        from trainables.preflight import check_inputs
+
+        _CHECKED_JOBS[key] = check_inputs(job)
+    return _CHECKED_JOBS[key]
 
 
 def _verify(uri: str) -> int:

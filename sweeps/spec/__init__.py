@@ -12,6 +12,7 @@ from sweeps.spec.spec import (
     SweepSpec,
     WandbSpec,
     load_spec,
+    load_spec_with_origins,
     parse_spec,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "field_paths",
     "flatten",
     "load_spec",
+    "load_spec_with_origins",
     "parse_spec",
     "set_dotted",
 ]

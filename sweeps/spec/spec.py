@@ -35,7 +35,7 @@ from sweeps.errors import SpecError
 from sweeps.spec.dotted import SWEEP_SET_FIELDS, apply_overrides, field_paths
 from sweeps.spec.jobs import apply_params
 from sweeps.spec.space import Param, grid_size
-from sweeps.spec.wandb_format import from_wandb, is_wandb_sweep
+from sweeps.spec.wandb_format import TOP_KEYS, explain, is_wandb_sweep, translate
 from trainables.config import (
     FinetuneConfig,
     TrainingConfig,
@@ -312,14 +312,33 @@ def parse_spec(raw: dict[str, Any], source: str = "spec") -> SweepSpec:
     Raises:
         SpecError: naming every offending key.
     """
+    origins: dict[str, str] = {}
     if is_wandb_sweep(raw):
-        raw = from_wandb(raw, default_name=Path(source).stem)
+        raw, origins = translate(raw, default_name=Path(source).stem)
+    return _validated(raw, source, origins)
+
+
+#: Top-level keys of a W&B sweep file that a spec of this package never has.
+_WANDB_ONLY_KEYS = TOP_KEYS - set(SweepSpec.model_fields) - {"description", "project", "entity"}
+
+
+def _validated(raw: dict[str, Any], source: str, origins: dict[str, str]) -> SweepSpec:
+    """`raw` as a `SweepSpec`; errors name the W&B keys behind translated ones (`origins`)."""
     try:
         return SweepSpec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source, root=SweepSpec)) from None
+        message = format_validation_error(exc, source, root=SweepSpec)
     except ConfigError as exc:
-        raise SpecError(f"{source}: {exc}") from None
+        message = f"{source}: {exc}"
+    wandb_keys = sorted(str(key) for key in raw if key in _WANDB_ONLY_KEYS)
+    if wandb_keys and not {"search", "parameters", "job"} & set(raw):
+        # Without `parameters` a W&B file reads as this package's format, and every W&B key
+        # is "unknown": say what is really missing. (A file with a job is this package's.)
+        message += (
+            f"\n  parameters: missing; with {', '.join(wandb_keys)} this is a W&B sweep file, "
+            "which needs parameters (or write this package's format: name, job, search)"
+        )
+    raise SpecError(explain(message, origins))
 
 
 def _monitor_the_target(raw: dict[str, Any]) -> dict[str, Any]:
@@ -338,9 +357,46 @@ def _monitor_the_target(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
-    """Reads a sweep YAML, applies `--set` overrides and validates it."""
-    raw = read_yaml_mapping(path, "spec", SpecError)
-    if is_wandb_sweep(raw):
-        # Overrides name this package's keys, so they apply after the translation.
-        raw = from_wandb(raw, default_name=Path(path).stem)
-    return parse_spec(apply_overrides(raw, overrides or []), source=str(path))
+    """Reads a sweep YAML, applies `--set` overrides and validates it.
+
+    Raises:
+        SpecError: naming the offending key (or, for a file that is not YAML, the line).
+    """
+    return load_spec_with_origins(path, overrides)[0]
+
+
+def load_spec_with_origins(
+    path: str | Path, overrides: list[str] | None = None
+) -> tuple[SweepSpec, dict[str, str]]:
+    """`load_spec`, and for a W&B file the W&B key behind each translated key (empty for a
+    spec of this package's format): pass it to `wandb_format.explain` with a later error about
+    the spec, such as a preflight error naming `model.name_or_path`.
+
+    Raises:
+        SpecError: naming the offending key (or, for a file that is not YAML, the line).
+    """
+    try:
+        raw = read_yaml_mapping(path, "spec", SpecError)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not a text (UTF-8) file: byte {exc.start} is {exc.object[exc.start]:#x}"
+        ) from None
+    if not is_wandb_sweep(raw):
+        return parse_spec(apply_overrides(raw, overrides or []), source=str(path)), {}
+    # Overrides name this package's keys, so they apply after the translation.
+    raw, origins = translate(raw, default_name=Path(path).stem)
+    return _validated(apply_overrides(raw, overrides or []), str(path), origins), origins
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint and where, in one line: `line 2, column 6: expected ...`."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (
+        f" ({context})" if context else ""
+    )

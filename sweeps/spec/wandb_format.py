@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from sweeps.errors import SpecError
 from sweeps.spec.dotted import field_paths, set_dotted
@@ -79,6 +79,14 @@ _RANGED = frozenset(
 PARAM_KEYS = frozenset(
     {"value", "values", "distribution", "min", "max", "q", "mu", "sigma", "probabilities"}
 )
+# A parameter without a distribution is one of these shapes, which says its distribution; keys
+# of two (`value` and `values`) contradict each other.
+_SHAPES = (("value",), ("values",), ("min", "max"), ("mu", "sigma"))
+_NUMERIC_KEYS = ("min", "max", "mu", "sigma", "q")
+#: The keys of `metric` and of `early_terminate` that translate (W&B's `metric.target` and
+#: `early_terminate.strict` have no equivalent here: refused, not silently dropped).
+METRIC_KEYS = frozenset({"name", "goal"})
+EARLY_TERMINATE_KEYS = frozenset({"type", "min_iter", "max_iter", "s", "eta"})
 
 #: W&B's distribution names, each translated by `_distribution`.
 DISTRIBUTIONS = (
@@ -100,28 +108,48 @@ def from_wandb(raw: dict[str, Any], default_name: str) -> dict[str, Any]:
     Raises:
         SpecError: naming the W&B key that cannot be translated.
     """
-    unknown = sorted(set(raw) - TOP_KEYS)
+    return translate(raw, default_name)[0]
+
+
+def translate(raw: dict[str, Any], default_name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """`from_wandb`'s spec mapping, and the W&B key each of its dotted keys comes from
+    (`{"search.space.optimizer.lr": "parameters.learning_rate", ...}`, see `explain`).
+
+    Raises:
+        SpecError: naming the W&B key that cannot be translated.
+    """
+    unknown = sorted(str(key) for key in set(raw) - TOP_KEYS)
     if unknown:
         raise SpecError(f"{unknown[0]}: not a W&B sweep key (known: {', '.join(sorted(TOP_KEYS))})")
     method = raw.get("method")
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise SpecError(f"method: {method!r} is not a W&B method; use one of {list(METHODS)}")
+    if not isinstance(raw.get("job") or {}, dict):
+        raise SpecError(
+            f"job: expected a mapping of job sections (model, data, ...), got {raw['job']!r}"
+        )
 
+    origins = {"search.method": "method"}
     job: dict[str, Any] = dict(raw.get("job") or {})
     space: dict[str, dict[str, Any]] = {}
     fields = field_paths()
-    for where, path, param in _flat_parameters(raw["parameters"], "parameters", ""):
+    for where, path, param in _flat_parameters(raw.get("parameters"), "parameters", ""):
         target = _job_field(where, path, fields)
         translated = _distribution(where, param)
         if "value" in translated:
             job = set_dotted(job, target, translated["value"])
+            # Checks of the job alone (preflight) name its fields without the `job.`.
+            origins |= {f"job.{target}": where, target: where}
         else:
             space[target] = translated
+            origins[f"search.space.{target}"] = where
 
     search: dict[str, Any] = {"method": METHODS[method], "space": space}
     search |= _metric(raw.get("metric"))
+    origins |= {"search.metric": "metric.name", "search.mode": "metric.goal"}
     if "run_cap" in raw:
         search["num_samples"] = raw["run_cap"]
+        origins["search.num_samples"] = "run_cap"
     spec: dict[str, Any] = {
         "name": _sweep_name(raw.get("name"), default_name),
         "job": job,
@@ -133,9 +161,35 @@ def from_wandb(raw: dict[str, Any], default_name: str) -> dict[str, Any]:
     wandb = {key: raw[key] for key in ("project", "entity") if raw.get(key)}
     if wandb:
         spec["wandb"] = wandb
+        origins |= {f"wandb.{key}": key for key in wandb}
     if raw.get("early_terminate"):
         spec["scheduler"] = _early_terminate(raw["early_terminate"])
-    return spec
+        given = raw["early_terminate"]
+        origins |= {
+            "scheduler.grace_period": "early_terminate.min_iter"
+            if "min_iter" in given
+            else "early_terminate.max_iter",
+            "scheduler.reduction_factor": "early_terminate.eta",
+            "scheduler.max_t": "early_terminate.max_iter",
+        }
+    return spec, origins
+
+
+def explain(message: str, origins: dict[str, str]) -> str:
+    """`message`, an error about a translated W&B file, with the W&B key behind each key it
+    names: the file's author wrote `parameters.learning_rate`, not `search.space.optimizer.lr`.
+
+    Example:
+        >>> message = explain("search.num_samples: 0 < 1", {"search.num_samples": "run_cap"})
+        >>> message.splitlines()[-1]
+        '  (in the W&B file: search.num_samples is run_cap)'
+    """
+    named = [
+        f"{ours} is {theirs}"
+        for ours, theirs in origins.items()
+        if re.search(rf"(?<![\w.]){re.escape(ours)}(?!\w)", message)
+    ]
+    return message + (f"\n  (in the W&B file: {'; '.join(named)})" if named else "")
 
 
 def _flat_parameters(tree: Any, where: str, prefix: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -168,14 +222,29 @@ def _job_field(where: str, path: str, fields: list[str]) -> str:
 
 def _distribution(where: str, param: dict[str, Any]) -> dict[str, Any]:
     """One W&B parameter as a `Param` mapping, or `{"value": x}` for a constant."""
-    unknown = sorted(set(param) - PARAM_KEYS)
+    unknown = sorted(str(key) for key in set(param) - PARAM_KEYS)
     if unknown:
         raise SpecError(f"{where}.{unknown[0]}: not a W&B parameter key")
     if "probabilities" in param:
         raise SpecError(f"{where}.probabilities: weighted categories are not supported")
-    dist = param.get("distribution") or _inferred(where, param)
+    for key in _NUMERIC_KEYS:
+        if key in param and not _is_number(param[key]):
+            raise SpecError(f"{where}.{key}: {param[key]!r} is not a number")
+    values = param.get("values")
+    if "values" in param and not (isinstance(values, list) and values):
+        raise SpecError(f"{where}.values: expected a non-empty list of values, got {values!r}")
+    dist = param.get("distribution")
+    dist = _inferred(where, param) if dist is None else dist
+    if not isinstance(dist, str) or dist not in DISTRIBUTIONS:
+        raise SpecError(
+            f"{where}.distribution: {dist!r} is not a W&B distribution; use one of "
+            + ", ".join(DISTRIBUTIONS)
+        )
+    needs = {"constant": "value", "categorical": "values"}.get(dist)
+    if needs and needs not in param:
+        raise SpecError(f"{where}: distribution {dist} needs {needs}")
     low, high, q = param.get("min"), param.get("max"), param.get("q")
-    lo, hi = (float(v) if isinstance(v, (int, float)) else math.nan for v in (low, high))
+    lo, hi = (float(v) if _is_number(v) else math.nan for v in (low, high))
     mu, sigma = param.get("mu", 0.0), param.get("sigma", 1.0)
     if dist in _RANGED and (low is None or high is None):
         raise SpecError(f"{where}: distribution {dist} needs min and max")
@@ -199,13 +268,30 @@ def _distribution(where: str, param: dict[str, Any]) -> dict[str, Any]:
         "log_normal": lambda: {"lognormal": [mu, sigma]},
         "q_log_normal": lambda: {"lognormal": [mu, sigma]},
     }
-    if dist not in DISTRIBUTIONS:
-        raise SpecError(f"{where}.distribution: {dist!r} is not a W&B distribution")
-    return table[dist]() | quantized
+    try:
+        return table[dist]() | quantized
+    except OverflowError:
+        raise SpecError(
+            f"{where}: e to the power of min {low!r} or max {high!r} overflows; {dist} takes "
+            "natural-log bounds (log_uniform_values takes the values themselves)"
+        ) from None
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    """An int or a float, not a bool (which YAML's `true` is, and Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _inferred(where: str, param: dict[str, Any]) -> str:
     """W&B's default distribution for a parameter that names none."""
+    # Only here is a second shape ambiguous: a named distribution says which keys it reads.
+    shapes = [keys for keys in _SHAPES if any(key in param for key in keys)]
+    if len(shapes) > 1:
+        given = [key for keys in shapes for key in keys if key in param]
+        raise SpecError(
+            f"{where}: {' and '.join(given)} contradict each other; give one of value, values, "
+            "min and max, or mu and sigma (or name the distribution)"
+        )
     if "value" in param:
         return "constant"
     if "values" in param:
@@ -223,6 +309,11 @@ def _metric(metric: Any) -> dict[str, Any]:
         return {}
     if not isinstance(metric, dict) or "name" not in metric:
         raise SpecError("metric: expected {name: ..., goal: maximize|minimize}")
+    unknown = sorted(str(key) for key in set(metric) - METRIC_KEYS)
+    if unknown:
+        raise SpecError(f"metric.{unknown[0]}: not supported here; give name and goal only")
+    if not isinstance(metric["name"], str):
+        raise SpecError(f"metric.name: {metric['name']!r} is not a metric name, e.g. eval_accuracy")
     goal = metric.get("goal", "minimize")
     if goal not in ("maximize", "minimize"):
         raise SpecError(f"metric.goal: {goal!r}; use maximize or minimize")
@@ -233,9 +324,25 @@ def _metric(metric: Any) -> dict[str, Any]:
 def _early_terminate(config: Any) -> dict[str, Any]:
     """W&B's hyperband stopping as ASHA: both stop runs at milestones min_iter * eta^k,
     counted in logged values of the target metric (our evaluations), asynchronously."""
-    if not isinstance(config, dict) or config.get("type") != "hyperband":
+    if not isinstance(config, dict):
+        raise SpecError(
+            f"early_terminate: expected {{type: hyperband, min_iter: ...}}, got {config!r}"
+        )
+    if config.get("type") != "hyperband":
         raise SpecError("early_terminate.type: only hyperband exists in W&B sweeps")
+    unknown = sorted(str(key) for key in set(config) - EARLY_TERMINATE_KEYS)
+    if unknown:
+        known = ", ".join(sorted(EARLY_TERMINATE_KEYS))
+        raise SpecError(f"early_terminate.{unknown[0]}: not supported here (known: {known})")
+    # Checked before the bracket arithmetic below, which a zero, negative or infinite eta, a
+    # fractional s or a string would break.
+    for key, least in (("min_iter", 1), ("max_iter", 1), ("s", 0)):
+        value = config.get(key, least)
+        if not (_is_number(value) and math.isfinite(value) and value == int(value) >= least):
+            raise SpecError(f"early_terminate.{key}: {value!r}; give an integer >= {least}")
     eta = config.get("eta", 3)
+    if not (_is_number(eta) and 1 < eta < math.inf):
+        raise SpecError(f"early_terminate.eta: {eta!r}; give a number > 1 (W&B's default: 3)")
     if "min_iter" in config:
         grace = config["min_iter"]
     elif "max_iter" in config:

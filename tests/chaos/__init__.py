@@ -1,0 +1,1 @@
+"""Real faults: processes killed, servers stopped, storage that fails, fuzzed input."""
