@@ -9,3 +9,7 @@ class SpecError(ConfigError):
 
 class PromotionError(FinetuneError):
     """The best checkpoint cannot be promoted or a promoted model does not verify."""
+
+
+class StorageError(FinetuneError):
+    """A storage location cannot be written: no bucket, no credentials, no route, no permission."""

@@ -81,6 +81,8 @@ def run_sweep(
     Raises:
         FinetuneError: on bad input (spec, data, model, resources, storage), before any trial.
     """
+    # Before Ray starts: a sweep that could keep nothing must not begin.
+    storage.check_storage(spec.storage_path, spec.promote.to if spec.promote else None)
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
     placement = preflight(spec)
@@ -130,9 +132,9 @@ def _run_stage(
         raise SpecError(f"storage_path: cannot use {folder}: {exc}") from None
 
     planned = PlannedSteps(spec.job, placement.train_rows)
-    results_log = ResultsLog(results.uri, planned)
+    results_log = ResultsLog(results.uri, planned, train_runs=folder.join("train").uri)
     all_callbacks: list[Callback] = [results_log, *callbacks]
-    streamer = wandb_streamer(spec, planned, folder)
+    streamer = wandb_streamer(spec, planned, folder, results_log.last_steps)
     if streamer is not None:
         all_callbacks.append(streamer)
     if promote_on_improvement:

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import posixpath
+import socket
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pyarrow.fs as pa_fs
+
+from sweeps.errors import StorageError
 
 _CHUNK = 1 << 20
 # Query options that would carry a credential: never shown in messages.
@@ -172,3 +177,78 @@ def copy_file(src: Location, dst: Location) -> str:
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
+
+
+# Where the AWS SDK (which pyarrow's S3 filesystem uses) finds credentials besides the metadata
+# service of a cloud machine.
+_AWS_CREDENTIAL_VARIABLES = (
+    ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    ("AWS_PROFILE",),
+    ("AWS_WEB_IDENTITY_TOKEN_FILE",),
+    ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",),
+    ("AWS_CONTAINER_CREDENTIALS_FULL_URI",),
+)
+
+
+def _has_aws_credentials(loc: Location) -> bool:
+    """Whether the S3 client will find credentials (or was told to go without)."""
+    options = dict(parse_qsl(loc.query))
+    if options.get("anonymous", "").lower() in ("true", "1") or "access_key" in options:
+        return True
+    if any(all(os.environ.get(v) for v in names) for names in _AWS_CREDENTIAL_VARIABLES):
+        return True
+    files = (
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"),
+    )
+    if any(Path(f).expanduser().is_file() for f in files):
+        return True
+    # A cloud machine's metadata service may hold a role; only its absence can be known.
+    return os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true"
+
+
+def check_writable(loc: Location, field: str) -> None:
+    """Writes and removes a small probe file at `loc`: a sweep finds out now, before Ray
+    starts, that it could not keep its checkpoints or results there, not at its first one.
+
+    Args:
+        loc: The folder (local or object storage) to check.
+        field: The spec key that named it, for the message.
+
+    Raises:
+        StorageError: naming `field`, the location (credentials masked) and the reason.
+    """
+    if loc.scheme == "s3" and not _has_aws_credentials(loc):
+        raise StorageError(
+            f"{field}: cannot write to {loc}: no AWS credentials found (set AWS_ACCESS_KEY_ID "
+            "and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a credentials file, or add "
+            "anonymous=true to the URI for a public bucket)"
+        )
+    try:
+        if loc.is_local:
+            # In the deepest folder that exists: checking creates nothing that stays.
+            folder = Path(loc.path)
+            while not folder.exists():
+                folder = folder.parent
+            if not folder.is_dir():
+                raise NotADirectoryError(20, f"{folder} is a file, not a folder")
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".sweeps-write-probe-"):
+                pass
+        else:
+            probe = loc.join(f".sweeps-write-probe-{socket.gethostname()}-{os.getpid()}")
+            write_bytes(probe, b"probe")
+            delete(probe)
+    except (OSError, ValueError) as exc:  # pyarrow raises OSError, ArrowInvalid (ValueError)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StorageError(f"{field}: cannot write to {loc}: {reason}") from None
+
+
+def check_storage(storage_path: str, promote_to: str | None) -> None:
+    """Checks that a sweep's storage and its promotion destination (if any) can be written.
+
+    Raises:
+        StorageError: naming the spec key (`storage_path`, `promote.to`), the URI and why.
+    """
+    check_writable(Location.of(storage_path), "storage_path")
+    if promote_to is not None:
+        check_writable(Location.of(promote_to), "promote.to")
