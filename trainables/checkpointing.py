@@ -5,10 +5,21 @@ Layout of one checkpoint folder (Ray merges what each rank writes into it):
       preprocessing config)
     training_state.pt                                 optimizer, loop position, tracker (rank 0)
     rng_rank{R}.pt                                    RNG streams of rank R (every rank)
+    contents_rank{R}.json                             size and SHA-256 of each file rank R
+                                                      wrote (every rank, written last)
+
+A resumed run checks the contents lists before it loads anything: a checkpoint whose files
+were cut short or changed since (a full disk, a copy cut off) is named in a warning and the run
+resumes from the latest intact checkpoint Train still keeps, or fails saying so; it never starts
+again from scratch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import posixpath
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,7 +30,18 @@ import pyarrow.fs as pa_fs
 import ray.train
 import torch
 
+from trainables.errors import FinetuneError
+
 TRAINING_STATE = "training_state.pt"
+_CONTENTS = "contents_rank{rank}.json"
+_CONTENTS_PREFIX = "contents_rank"
+_CHUNK = 1 << 20
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(FinetuneError):
+    """A checkpoint to resume from is damaged and no intact earlier one is kept."""
 
 
 @dataclass
@@ -98,6 +120,104 @@ def save_checkpoint(
         "python": random.getstate(),
     }
     torch.save(rng, folder / f"rng_rank{rank}.pt")
+    _write_contents(folder, rank)
+
+
+def _sha256(read: Callable[[int], bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_contents(folder: Path, rank: int) -> None:
+    """Lists what this rank wrote into its (local, not yet uploaded) part of a checkpoint."""
+    contents = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.name.startswith(_CONTENTS_PREFIX):
+            continue
+        with path.open("rb") as handle:
+            contents[path.relative_to(folder).as_posix()] = {
+                "bytes": path.stat().st_size,
+                "sha256": _sha256(handle.read),
+            }
+    (folder / _CONTENTS.format(rank=rank)).write_text(json.dumps(contents, indent=1))
+
+
+def damage(checkpoint: ray.train.Checkpoint) -> list[str]:
+    """What is wrong with a checkpoint's files against the contents lists its ranks wrote.
+
+    Read through the checkpoint's own filesystem (local or object storage), so nothing is
+    downloaded twice. A checkpoint written before contents lists existed has none to check.
+
+    Returns:
+        One line per damaged file (`name: why`); empty when the checkpoint is intact.
+    """
+    fs, root = checkpoint.filesystem, checkpoint.path
+    listed = fs.get_file_info(pa_fs.FileSelector(root, allow_not_found=True))
+    lists = sorted(
+        info.path for info in listed if posixpath.basename(info.path).startswith(_CONTENTS_PREFIX)
+    )
+    problems = []
+    for list_path in lists:
+        try:
+            with fs.open_input_stream(list_path) as handle:
+                contents = json.loads(handle.read())
+        except (OSError, ValueError) as exc:
+            problems.append(f"{posixpath.basename(list_path)}: unreadable ({exc})")
+            continue
+        for name, want in contents.items():
+            path = posixpath.join(root, name)
+            info = fs.get_file_info(path)
+            if info.type != pa_fs.FileType.File:
+                problems.append(f"{name}: missing")
+            elif info.size != want["bytes"]:
+                problems.append(f"{name}: {info.size} bytes, {want['bytes']} were written")
+            else:
+                with fs.open_input_stream(path) as handle:
+                    if _sha256(handle.read) != want["sha256"]:
+                        problems.append(f"{name}: its bytes changed since it was written")
+    return problems
+
+
+def resumable_checkpoint(keep: int | None) -> ray.train.Checkpoint | None:
+    """The run's latest intact checkpoint, or None for a run that has none yet.
+
+    The latest is what Train hands a restarted run; when it is damaged, this warns naming it
+    and takes the most recent intact checkpoint among those Train keeps (`keep` of them:
+    `training.checkpoints_to_keep`, named in the error when none is left).
+
+    Raises:
+        CheckpointError: the latest checkpoint is damaged and no kept one is intact.
+    """
+    latest = ray.train.get_checkpoint()
+    if latest is None:
+        return None
+    problems = damage(latest)
+    if not problems:
+        return latest
+    kept = ray.train.get_all_reported_checkpoints(
+        consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
+    )
+    earlier = sorted(
+        (r for r in kept if r.checkpoint.path != latest.path),
+        key=lambda r: r.metrics.get("step", -1),
+        reverse=True,
+    )
+    what = f"checkpoint {latest.path} is damaged ({'; '.join(problems)})"
+    for reported in earlier:
+        if not damage(reported.checkpoint):
+            logger.warning(
+                "%s: resuming from the earlier checkpoint %s (step %s) instead",
+                what,
+                reported.checkpoint.path,
+                reported.metrics.get("step"),
+            )
+            return reported.checkpoint
+    raise CheckpointError(
+        f"{what}, and no intact earlier checkpoint is kept (training.checkpoints_to_keep: "
+        f"{keep}); not starting again from scratch. Delete the run's folder to do that."
+    )
 
 
 def load_training_state(

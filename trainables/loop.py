@@ -30,6 +30,7 @@ from trainables.checkpointing import (
     LoopPosition,
     checkpoint_at,
     load_training_state,
+    resumable_checkpoint,
     save_checkpoint,
 )
 from trainables.config import FinetuneConfig
@@ -105,7 +106,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         return epoch_batches(lengths, t.batch_size, world, rank, t.seed, epoch, grouped)
 
     # The run's own checkpoint (a restarted worker group) wins over the one it started from.
-    own = ray.train.get_checkpoint()
+    own = resumable_checkpoint(t.checkpoints_to_keep)
     checkpoint = own or checkpoint_at(cfg.start_from)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_dir:
         torch.manual_seed(t.seed)  # the same fresh head on every rank
