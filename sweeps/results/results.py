@@ -4,13 +4,26 @@ and the report.
 One row per report: `trial_id`, `trial_status` (as of the last write), `stopped_early`,
 `training_iteration`, `timestamp`, every reported metric, `checkpoint_path`, the parameters the
 report was made with as `param.<dotted key>` columns, and under PBT the lineage
-(`exploited_from`, `exploit_step`, `generation`). The file is rewritten (atomically) as results
-arrive, so a sweep that is interrupted keeps what it reported.
+(`exploited_from`, `exploit_step`, `generation`). The file is rewritten (atomically) every few
+seconds and at each trial's end.
+
+Nothing a trial reported is lost when the driver dies (SIGKILL, a lost head node):
+
+- every report is also written, as it arrives, to a small file of its own in `results.journal/`
+  beside the results file (constant cost per report); a rewrite of the results file takes the
+  journal's rows in and removes their files; a resumed sweep reads both;
+- a report the dead driver never received (Train had committed its checkpoint, the result was
+  on its way) is recovered when the trial starts again, from the checkpoint metrics its Train
+  run keeps (`train/<trial id>/checkpoint_manager_snapshot.json`, Ray Train's own record).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
+import math
+import posixpath
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +37,12 @@ from sweeps.store import storage
 from sweeps.store.storage import Location
 from trainables.objective import Objective
 
+logger = logging.getLogger(__name__)
+
 RESULTS_FILE = "results.parquet"
+JOURNAL = "results.journal"
+# Ray Train's record of a run's reported checkpoints and their metrics (Ray 2.60).
+_TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 PARAM_PREFIX = "param."
 #: Lineage columns (PBT): the first report after an exploit names the trial it copied and that
 #: trial's step; `generation` counts a trial's exploits so far.
@@ -170,8 +188,16 @@ class ResultsLog(Callback):
         every_s: Rewrites at most this often on results; always on a trial's end.
     """
 
-    def __init__(self, uri: str, planned: Planned | None = None, every_s: float = 5.0) -> None:
-        self.uri, self.planned, self.every_s = uri, planned, every_s
+    def __init__(
+        self,
+        uri: str,
+        planned: Planned | None = None,
+        every_s: float = 5.0,
+        train_runs: str | None = None,
+    ) -> None:
+        self.uri, self.planned, self.every_s, self.train_runs = uri, planned, every_s, train_runs
+        self._journal = Location.of(uri).at(posixpath.dirname(Location.of(uri).path)).join(JOURNAL)
+        self._journaled: set[str] = set()
         self._rows: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._generation: dict[str, int] = {}
         self._status: dict[str, tuple[str, bool]] = {}
@@ -181,7 +207,12 @@ class ResultsLog(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune saves callbacks with the sweep's state; the rows live in the file.
-        return {"uri": self.uri, "planned": self.planned, "every_s": self.every_s}
+        return {
+            "uri": self.uri,
+            "planned": self.planned,
+            "every_s": self.every_s,
+            "train_runs": self.train_runs,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
@@ -190,17 +221,51 @@ class ResultsLog(Callback):
         if self._loaded:
             return
         self._loaded = True
-        # A resumed sweep keeps the rows of its earlier runs.
+        # A resumed sweep keeps the rows of its earlier runs, and what their journal holds.
         for row in read_results(self.uri):
             generation = int(row.get(GENERATION) or 0)
             self._rows[(row["trial_id"], generation, step_of(row))] = row
             self._generation[row["trial_id"]] = generation
             self._status[row["trial_id"]] = (row["trial_status"], bool(row["stopped_early"]))
             self._stopped[row["trial_id"]] = bool(row["stopped_early"])
+        for name in storage.files(self._journal):
+            row = json.loads(storage.read_text(self._journal.join(name)))
+            generation = int(row.get(GENERATION) or 0)
+            self._rows[(row["trial_id"], generation, step_of(row))] = row
+            self._generation[row["trial_id"]] = max(
+                generation, self._generation.get(row["trial_id"], 0)
+            )
+            self._journaled.add(name)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._load()
         self._status[trial.trial_id] = ("RUNNING", False)
+        self._recover_from_train(trial)
+
+    def _recover_from_train(self, trial: Any) -> None:
+        """Adds the reports a trial's Train run committed that no driver received."""
+        if self.train_runs is None or self._generation.get(trial.trial_id, 0):
+            return  # an exploited (PBT) trial's Train runs are named by their checkpoint
+        run = Location.of(self.train_runs).join(trial.trial_id)
+        snapshot = run.join(_TRAIN_SNAPSHOT)
+        if not storage.exists(snapshot):
+            return
+        state = json.loads(storage.read_text(snapshot))
+        committed = [*state.get("checkpoint_results", []), state.get("latest_checkpoint_result")]
+        for result in filter(None, committed):
+            metrics, name = result["metrics"], result["checkpoint_dir_name"]
+            key = (trial.trial_id, 0, step_of(metrics))
+            if "step" not in metrics or key in self._rows:
+                continue
+            row = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+            row |= {PARAM_PREFIX + k: v for k, v in dict(trial.config).items()}
+            row |= {
+                "trial_id": trial.trial_id,
+                GENERATION: 0,
+                "checkpoint_path": run.join(name).path,
+                "timestamp": _checkpoint_time(name),
+            }
+            self._rows[key] = row
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -215,6 +280,7 @@ class ResultsLog(Callback):
         self._generation[trial.trial_id] = row[GENERATION] = generation
         # A trial retried from its checkpoint reports the steps after it again: the newest wins.
         self._rows[(trial.trial_id, generation, step_of(result))] = row
+        self._write_journal(row, generation)
         if result.get("done"):
             self._stopped[trial.trial_id] = stopped_by_tune(
                 result, params_at(result, trial), self.planned
@@ -239,13 +305,52 @@ class ResultsLog(Callback):
                 self._status[trial.trial_id] = (trial.status, False)
         self.flush()
 
+    def last_steps(self) -> dict[str, int]:
+        """Each trial's last step among the rows kept so far (earlier drivers' included)."""
+        self._load()
+        last: dict[str, int] = {}
+        for trial_id, _, step in self._rows:
+            last[trial_id] = max(last.get(trial_id, -1), step)
+        return last
+
+    def _write_journal(self, row: dict[str, Any], generation: int) -> None:
+        """This report on its own, before anything else happens: a driver killed next keeps it."""
+        name = f"{row['trial_id']}-g{generation}-s{step_of(row)}.json"
+        try:
+            storage.write_text(self._journal.join(name), json.dumps(row, default=str))
+        except OSError as exc:  # the storage is down: the next rewrite still holds the row
+            logger.warning("results journal not written (%s): %s", exc, name)
+            return
+        self._journaled.add(name)
+
     def flush(self) -> None:
-        """Rewrites the file with every row so far."""
+        """Rewrites the file with every row so far, then drops the journal files it holds."""
         rows = []
         for (trial_id, *_), row in sorted(
-            self._rows.items(), key=lambda kv: (kv[1].get("timestamp", 0), kv[0])
+            self._rows.items(), key=lambda kv: (_timestamp(kv[1]), kv[0])
         ):
             status, early = self._status.get(trial_id, ("RUNNING", False))
             rows.append(row | {"trial_status": status, "stopped_early": early})
         write_results(self.uri, rows)
+        try:
+            for name in sorted(self._journaled):
+                storage.delete(self._journal.join(name))
+        except OSError as exc:  # left for the next rewrite; a resumed sweep dedupes them
+            logger.warning("results journal not cleared (%s)", exc)
+        else:
+            self._journaled.clear()
         self._last_write = time.monotonic()
+
+
+def _timestamp(row: dict[str, Any]) -> float:
+    value = row.get("timestamp")
+    return 0.0 if value is None or value != value else float(value)
+
+
+def _checkpoint_time(name: str) -> float:
+    """The time in a Train checkpoint folder's name (`checkpoint_2026-12-04_17-20-01.123456`)."""
+    try:
+        when = dt.datetime.strptime(name.removeprefix("checkpoint_"), "%Y-%m-%d_%H-%M-%S.%f")
+    except ValueError:
+        return math.nan
+    return when.timestamp()

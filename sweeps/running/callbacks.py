@@ -64,9 +64,16 @@ def log_promotion(done: Promotion | None, metric: str) -> None:
 
 
 def wandb_streamer(
-    spec: SweepSpec, planned: Planned | None, folder: Location
+    spec: SweepSpec,
+    planned: Planned | None,
+    folder: Location,
+    logged_steps: Callable[[], dict[str, int]] | None = None,
 ) -> WandbStreamer | None:
-    """The sweep's W&B callback, or None when W&B is disabled."""
+    """The sweep's W&B callback, or None when W&B is disabled.
+
+    `logged_steps` gives each trial's last step already reported by earlier drivers of the
+    sweep (`ResultsLog.last_steps`), which a resumed trial's run does not log again.
+    """
     mode, note = resolve_mode(spec.wandb.mode)
     if mode == "disabled":
         return None
@@ -100,5 +107,6 @@ def wandb_streamer(
                 "scheduler": spec.scheduler.model_dump(mode="json", exclude_none=True),
             },
             register_sweep=register,
+            logged_steps=logged_steps,
         )
     )
