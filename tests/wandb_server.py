@@ -31,8 +31,13 @@ class Call:
 class FakeWandb:
     """The server, on 127.0.0.1 and a free port, serving on a thread while the `with` lasts."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_after: int | None = None) -> None:
+        """Args:
+        fail_after: Answer this many requests, then HTTP 500 to every one (an outage).
+        """
         self.calls: list[Call] = []
+        self.requests = 0
+        self.fail_after = fail_after
         self._lock = threading.Lock()
         owner = self
 
@@ -42,7 +47,9 @@ class FakeWandb:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path.startswith("/graphql"):
+                if owner.failing():
+                    self._fail()
+                elif self.path.startswith("/graphql"):
                     request = json.loads(body)
                     self._reply(owner.answer(request["query"], request.get("variables") or {}))
                 else:  # the file stream
@@ -50,7 +57,12 @@ class FakeWandb:
 
             def do_PUT(self) -> None:  # a file upload to the URL CreateRunFiles gave
                 self.rfile.read(int(self.headers.get("content-length", 0)))
-                self._reply({})
+                self._fail() if owner.failing() else self._reply({})
+
+            def _fail(self) -> None:
+                self.send_response(500)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
             def _reply(self, payload: dict[str, Any]) -> None:
                 out = json.dumps(payload).encode()
@@ -70,6 +82,12 @@ class FakeWandb:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def failing(self) -> bool:
+        """Counts a request; True once the outage has begun."""
+        with self._lock:
+            self.requests += 1
+            return self.fail_after is not None and self.requests > self.fail_after
 
     def of(self, field: str) -> list[Call]:
         """The calls of one GraphQL field, in the order they came."""
@@ -113,3 +131,33 @@ class FakeWandb:
             }
             return {"data": {"viewer": viewer}}
         return {"data": {"model": None} if field == "model" else {}}
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and a free port, reads, and never answers."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self._held: list[Any] = []
+        self._open = True
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self._held.append(connection)  # held open, never read to the end, never answered
+
+    def __enter__(self) -> SilentServer:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._open = False
+        self._socket.close()
+        for connection in self._held:
+            connection.close()

@@ -19,6 +19,7 @@ import queue
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -82,6 +83,34 @@ def _netrc_has_key() -> bool:
         return False
 
 
+# The least time W&B's background service gets to wind down before it is stopped.
+SERVICE_TEARDOWN_S = 5.0
+
+
+def release_wandb(timeout_s: float) -> None:
+    """Tears down W&B's background service in this process within `timeout_s`, then stops it.
+
+    W&B waits for its service at exit with no limit, and the service retries a server that
+    never answers for as long as it is let: without this a finished sweep's process would hang
+    at exit. The next `wandb.init` starts a new service.
+    """
+    import wandb
+    from wandb.sdk import wandb_setup
+
+    setup = wandb_setup._singleton  # private (wandb 0.31): the process's service connection
+    teardown = threading.Thread(target=wandb.teardown, name="wandb-teardown", daemon=True)
+    teardown.start()
+    teardown.join(timeout_s)
+    if not teardown.is_alive():
+        return
+    connection = getattr(setup, "_connection", None)
+    process = getattr(getattr(connection, "_proc", None), "_process", None)
+    if process is not None:
+        logger.warning("W&B's service did not stop within %.0f s; stopping it", timeout_s)
+        process.kill()
+    teardown.join(timeout_s)
+
+
 def run_id(sweep: str, trial_id: str) -> str:
     """A W&B run id from the sweep name and trial id: stable across retries and resumes."""
     text = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{sweep}-{trial_id}")
@@ -105,6 +134,9 @@ class StreamConfig:
         sweep_config: What the sweep-level run records as its config (method, space, ...).
         register_sweep: Online: returns the id of the sweep registered with W&B (see
             `sweeps.results.wandb_sweep`), called once; each trial's run joins it.
+        logged_steps: Returns each trial's last step that an earlier driver of this sweep
+            logged (a sweep resumed after its driver died); called once, before the first
+            run starts. A trial resumed from its checkpoint then logs no step twice.
     """
 
     sweep: str
@@ -116,6 +148,7 @@ class StreamConfig:
     planned: Planned | None
     sweep_config: dict[str, Any]
     register_sweep: Callable[[], str] | None = None
+    logged_steps: Callable[[], dict[str, int]] | None = None
 
 
 class WandbStreamer(Callback):
@@ -134,6 +167,7 @@ class WandbStreamer(Callback):
         self._broken = False
         self._sweep_id: str | None = None
         self._registered = False
+        self._earlier_steps: dict[str, int] | None = None
 
     @property
     def mode(self) -> Mode:
@@ -152,6 +186,14 @@ class WandbStreamer(Callback):
     # Tune's side: only enqueue, never wait on W&B.
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self._earlier_steps is None and self.config.logged_steps is not None:
+            # Read here, on Tune's thread, before this driver's first result can reach the
+            # results file: what it holds then is what earlier drivers logged.
+            try:
+                self._earlier_steps = self.config.logged_steps()
+            except OSError as exc:
+                logger.warning("earlier W&B steps unknown (%s): a resumed trial may repeat", exc)
+                self._earlier_steps = {}
         self._put("start", trial.trial_id, dict(trial.config))
 
     def on_trial_result(
@@ -179,13 +221,20 @@ class WandbStreamer(Callback):
         self._put("sweep", statuses)
         self._queue.put(_STOP)
         if self._thread is not None:
+            deadline = time.monotonic() + self.config.wandb.finish_timeout_s
             self._thread.join(self.config.wandb.finish_timeout_s)
-            if self._thread.is_alive():
+            hung = self._thread.is_alive()
+            if hung:
                 logger.warning(
                     "W&B did not finish within %.0f s; the sweep's own results are complete, "
                     "W&B may miss its last rows",
                     self.config.wandb.finish_timeout_s,
                 )
+            # Online, the service goes on uploading after the runs finish: what is left of
+            # the same budget bounds that too (a hung or failing server would hold the
+            # process at exit).
+            if hung or self._broken or self.config.mode == "online":
+                release_wandb(max(deadline - time.monotonic(), SERVICE_TEARDOWN_S))
 
     def _put(self, *event: Any) -> None:
         if self.config.mode == "disabled" or self._broken:
@@ -247,7 +296,8 @@ class WandbStreamer(Callback):
             "trial",
             **self._sweep_settings(),
         )
-        self._trials.setdefault(trial_id, {"params": params, "reports": 0, "last_step": -1})
+        last = (self._earlier_steps or {}).get(trial_id, -1)
+        self._trials.setdefault(trial_id, {"params": params, "reports": 0, "last_step": last})
 
     def _log(
         self,
