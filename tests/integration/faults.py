@@ -7,47 +7,12 @@ from pathlib import Path
 from typing import Any
 
 
-def crash_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]], None]:
-    """The real loop, except that the first attempt dies right after its first checkpoint.
-
-    Leaves `crashed-rank{R}` when a rank dies and `resumed-rank{R}` when a rank starts again
-    from a checkpoint, so a test can tell that the restart really happened.
-    """
-
-    def train_fn(config: dict[str, Any]) -> None:
-        import ray.train
-
-        from trainables.loop import train_fn_per_worker
-
-        rank = ray.train.get_context().get_world_rank()
-        if ray.train.get_checkpoint() is None:
-            real_report = ray.train.report
-
-            def report_then_crash(metrics: dict, checkpoint: Any = None, **kwargs: Any) -> None:
-                real_report(metrics, checkpoint=checkpoint, **kwargs)
-                if checkpoint is not None:
-                    # Die once Train has committed this checkpoint: a rank that raised while
-                    # the controller still waited for the other rank's report lost it, and the
-                    # restarted group began from scratch (a flaky test, not a resume).
-                    ray.train.get_all_reported_checkpoints(
-                        consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
-                    )
-                    (Path(marker_dir) / f"crashed-rank{rank}").touch()
-                    raise RuntimeError("injected fault after the first checkpoint")
-
-            ray.train.report = report_then_crash
-        else:
-            (Path(marker_dir) / f"resumed-rank{rank}").touch()
-        train_fn_per_worker(config)
-
-    return train_fn
-
-
 def sigkill_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]], None]:
     """The real loop, except that in the first attempt every rank SIGKILLs its own process
     once its first checkpoint is committed: a killed worker group, not a raised exception.
 
-    Markers as in `crash_after_first_checkpoint` (`killed-rank{R}`, `resumed-rank{R}`).
+    Leaves `killed-rank{R}` when a rank dies and `resumed-rank{R}` when a rank starts again
+    from a checkpoint, so a test can tell that the restart really happened.
     """
 
     def train_fn(config: dict[str, Any]) -> None:
@@ -75,5 +40,24 @@ def sigkill_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]]
         else:
             (Path(marker_dir) / f"resumed-rank{rank}").touch()
         train_fn_per_worker(config)
+
+    return train_fn
+
+
+def without_rng_restore() -> Callable[[dict[str, Any]], None]:
+    """The real loop, except that a resumed rank does not take its RNG streams back from the
+    checkpoint (a negative control: exact resume must depend on them)."""
+
+    def train_fn(config: dict[str, Any]) -> None:
+        import trainables.checkpointing
+        import trainables.loop
+
+        real = trainables.checkpointing.load_training_state
+
+        def load_without_rng(folder: Any, rank: int, *args: Any) -> Any:
+            return real(folder, rank + 1_000_000, *args)  # no such rank file: RNG left fresh
+
+        trainables.loop.load_training_state = load_without_rng  # type: ignore[assignment]
+        trainables.loop.train_fn_per_worker(config)
 
     return train_fn
