@@ -164,6 +164,8 @@ class DataConfig(_Section):
         # where the user ran the command would not be found there.
         if value is None or "://" in value or Path(value).is_absolute():
             return value
+        if not value.strip():
+            raise ValueError("an empty path; give a file, an image folder or a URI")
         return str(Path.cwd() / value)
 
     @model_validator(mode="after")
@@ -372,14 +374,34 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> FinetuneConfig:
 def read_yaml_mapping(
     path: str | Path, what: str = "config", error: type[ConfigError] = ConfigError
 ) -> dict[str, Any]:
-    """Reads a YAML file whose top level must be a mapping; raises `error` otherwise."""
+    """Reads a YAML file whose top level must be a mapping; raises `error` otherwise (not
+    found, not UTF-8, not YAML: naming the line and column)."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}: not a text (UTF-8) file: byte {exc.start} is {exc.object[exc.start]:#x}"
+        ) from None
     if not isinstance(raw, dict):
         raise error(f"{path}: the top level must be a mapping of fields")
     return raw
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint and where, in one line: `line 2, column 6: expected ...`."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (
+        f" ({context})" if context else ""
+    )
 
 
 def load_config(path: str | Path) -> FinetuneConfig:

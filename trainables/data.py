@@ -135,7 +135,11 @@ def read_raw_splits(cfg: DataConfig) -> dict[str, pa.Table]:
         if not uri:
             continue
         field = f"data.{name}"
-        if _is_folder(uri):
+        try:
+            folder = _is_folder(uri)
+        except OSError as exc:  # object storage: no route, no bucket, no credentials
+            raise DataError(f"{field}: cannot read {uri}: {exc}") from None
+        if folder:
             from trainables.image_files import read_image_folder
 
             tables[name] = read_image_folder(uri, field)

@@ -375,28 +375,9 @@ def load_spec_with_origins(
     Raises:
         SpecError: naming the offending key (or, for a file that is not YAML, the line).
     """
-    try:
-        raw = read_yaml_mapping(path, "spec", SpecError)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{path}: not a text (UTF-8) file: byte {exc.start} is {exc.object[exc.start]:#x}"
-        ) from None
+    raw = read_yaml_mapping(path, "spec", SpecError)
     if not is_wandb_sweep(raw):
         return parse_spec(apply_overrides(raw, overrides or []), source=str(path)), {}
     # Overrides name this package's keys, so they apply after the translation.
     raw, origins = translate(raw, default_name=Path(path).stem)
     return _validated(apply_overrides(raw, overrides or []), str(path), origins), origins
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """The parser's complaint and where, in one line: `line 2, column 6: expected ...`."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None)
-    if mark is None or problem is None:
-        return " ".join(str(exc).split())
-    context = getattr(exc, "context", None)
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (
-        f" ({context})" if context else ""
-    )

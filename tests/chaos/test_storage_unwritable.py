@@ -150,3 +150,19 @@ def test_writable_storage_passes_and_keeps_no_probe_file(
     fs = pa_fs.S3FileSystem(endpoint_override=s3_endpoint, scheme="http", region="us-east-1")
     left = fs.get_file_info(pa_fs.FileSelector("sweeps-bucket/probe-control", allow_not_found=True))
     assert left == []
+
+
+@pytest.mark.timeout(120)
+def test_data_on_an_unreachable_endpoint_is_an_error_naming_the_field(
+    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
+) -> None:
+    """Found by the spec fuzzing on cluster.yaml (its bucket has no route here): a traceback."""
+    endpoint = f"127.0.0.1:{closed_port()}"
+    spec = spec_at(str(tmp_path / "sweeps"), tiny_model_dir, separable_files)
+    spec["job"]["data"]["train"] = (
+        f"s3://data/train.csv?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    )
+    out = sweeps("validate", spec, tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    assert "data.train: cannot read s3://data/train.csv" in out.stderr, out.stderr

@@ -30,6 +30,9 @@ def wandb(**over: object) -> dict:
 
 INVALID = [
     ("unknown top-level key", spec(serch={}), "serch: unknown field"),
+    # Found by the spec fuzzing (tests/chaos/test_spec_fuzz.py, SPEC_FUZZ_SEED=2): an empty
+    # path became the current folder, read as an image folder.
+    ("empty data path", spec(job={"data": {"train": ""}}), "data.train"),
     ("unknown job key", spec(job={**JOB, "optimiser": {}}), "optimiser: unknown field"),
     (
         "unknown space key",
