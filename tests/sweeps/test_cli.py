@@ -51,8 +51,9 @@ def test_subcommand_help_ends_with_a_runnable_example(
     argv = shlex.split(example.split(">")[0])[1:]
     args = cli._parser().parse_args(argv)
     assert args.command == command
-    if getattr(args, "spec", None):
-        assert (ROOT / args.spec).is_file(), f"the example names a missing spec: {args.spec}"
+    for spec in [getattr(args, "spec", None), *getattr(args, "specs", [])]:
+        if spec:
+            assert (ROOT / spec).is_file(), f"the example names a missing spec: {spec}"
 
 
 def write_sweep(tmp_path: Path) -> Path:
