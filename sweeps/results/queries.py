@@ -11,10 +11,12 @@ from typing import Any
 from sweeps.results.lineage import schedule
 from sweeps.results.results import (
     EXPLOITED_FROM,
+    GENERATION,
     RESULTS_FILE,
     TrialSummary,
     params_of,
     read_results,
+    step_of,
     summarize,
 )
 from sweeps.spec import SweepSpec
@@ -36,7 +38,9 @@ def best_report(
     choice is deterministic.
     """
     best: dict[str, Any] | None = None
-    for row in sorted(rows, key=lambda r: (r["trial_id"], r["training_iteration"])):
+    # By the loop's step: a report recovered after its driver died has no Tune iteration.
+    order = sorted(rows, key=lambda r: (r["trial_id"], int(r.get(GENERATION) or 0), step_of(r)))
+    for row in order:
         if not objective.better(
             row.get(objective.metric), best[objective.metric] if best else None
         ):

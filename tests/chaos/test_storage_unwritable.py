@@ -1,6 +1,10 @@
 """Chaos: storage a sweep cannot write (a missing bucket, no credentials, an unreachable
 endpoint, a read-only folder). `sweeps validate` and `sweeps run`, as a user types them, say so
-before Ray starts, naming the spec key, the URI and the reason."""
+before Ray starts, naming the spec key, the URI and the reason.
+
+Both commands run the same check (`sweeps.store.storage.check_storage`) first; `run` is shown
+once (a missing bucket), the other cases through `validate`, which starts faster.
+"""
 
 from __future__ import annotations
 
@@ -93,7 +97,7 @@ def test_a_missing_bucket_is_refused_before_ray_starts(
 
 
 @pytest.mark.timeout(120)
-def test_missing_credentials_are_refused_before_ray_starts(
+def test_missing_credentials_are_refused(
     s3_endpoint: str,  # noqa: F811
     tiny_model_dir: str,
     separable_files: dict[str, str],
@@ -106,29 +110,29 @@ def test_missing_credentials_are_refused_before_ray_starts(
         "AWS_CONFIG_FILE": str(tmp_path / "none"),
     }
     uri = s3_uri(s3_endpoint, "sweeps")
-    out = sweeps("run", spec_at(uri, tiny_model_dir, separable_files), tmp_path, env)
+    out = sweeps("validate", spec_at(uri, tiny_model_dir, separable_files), tmp_path, env)
     assert_refused(out, "s3://sweeps-bucket/sweeps", "no AWS credentials found")
 
 
 @pytest.mark.timeout(120)
-def test_an_unreachable_endpoint_is_refused_before_ray_starts(
+def test_an_unreachable_endpoint_is_refused(
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
     endpoint = f"127.0.0.1:{closed_port()}"
     uri = f"s3://sweeps-bucket/sweeps?endpoint_override={endpoint}&scheme=http&region=us-east-1"
-    out = sweeps("run", spec_at(uri, tiny_model_dir, separable_files), tmp_path)
+    out = sweeps("validate", spec_at(uri, tiny_model_dir, separable_files), tmp_path)
     assert_refused(out, endpoint, "connect")
 
 
 @pytest.mark.timeout(120)
-def test_a_read_only_folder_is_refused_before_ray_starts(
+def test_a_read_only_folder_is_refused(
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
     read_only = tmp_path / "read-only"
     read_only.mkdir()
     read_only.chmod(0o555)
     spec = spec_at(str(read_only / "sweeps"), tiny_model_dir, separable_files)
-    out = sweeps("run", spec, tmp_path, prefix=AS_A_USER)
+    out = sweeps("validate", spec, tmp_path, prefix=AS_A_USER)
     read_only.chmod(0o755)
     assert_refused(out, str(read_only / "sweeps"), "Permission denied")
 
@@ -165,4 +169,4 @@ def test_data_on_an_unreachable_endpoint_is_an_error_naming_the_field(
     out = sweeps("validate", spec, tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr, out.stderr
-    assert "data.train: cannot read s3://data/train.csv" in out.stderr, out.stderr
+    assert "data.train: cannot read" in out.stderr and "s3://data/train.csv" in out.stderr

@@ -81,16 +81,6 @@ def test_two_worker_ddp_learns_and_reports_whole_validation_metrics(
         assert math.isclose(metrics[key], value, rel_tol=1e-5, abs_tol=1e-6), key
 
 
-@pytest.mark.timeout(300)
-def test_several_fits_in_a_row_all_start_and_finish(
-    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
-) -> None:
-    for i in range(3):
-        result = fit(job(tiny_model_dir, separable_files, max_steps=2), tmp_path, f"row-{i}")
-        assert result.error is None
-        assert result.metrics["step"] == 2
-
-
 @pytest.mark.timeout(180)
 def test_embedded_default_model_loads_with_no_network() -> None:
     code = (
