@@ -196,7 +196,8 @@ class ResultsLog(Callback):
         train_runs: str | None = None,
     ) -> None:
         self.uri, self.planned, self.every_s, self.train_runs = uri, planned, every_s, train_runs
-        self._journal = Location.of(uri).at(posixpath.dirname(Location.of(uri).path)).join(JOURNAL)
+        results = Location.of(uri)
+        self._journal = results.at(posixpath.dirname(results.path)).join(JOURNAL)
         self._journaled: set[str] = set()
         self._rows: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._generation: dict[str, int] = {}

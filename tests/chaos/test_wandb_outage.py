@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import wandb
+from ray.tune import ResultGrid
 
 from sweeps.results.queries import SweepResults
+from sweeps.spec import SweepSpec
 from tests.sweeps.test_contract import ITERATIONS
 from tests.sweeps.test_wandb_stream import cheap_sweep
 from tests.wandb_server import FakeWandb, SilentServer
@@ -23,11 +25,11 @@ FINISH_TIMEOUT_S = 10.0
 SLACK_S = 30.0
 
 
-def assert_every_result_kept(spec: object, grid: object) -> None:
-    assert len(grid) == 4 and not grid.errors  # type: ignore[arg-type, attr-defined]
-    table = SweepResults.of(spec).table()  # type: ignore[arg-type]
+def assert_every_result_kept(spec: SweepSpec, grid: ResultGrid) -> None:
+    assert len(grid) == 4 and not grid.errors
+    table = SweepResults.of(spec).table()
     assert len(table) == 4 and all(r["status"] == "TERMINATED" for r in table)
-    rows = SweepResults.of(spec).rows()  # type: ignore[arg-type]
+    rows = SweepResults.of(spec).rows()
     assert len(rows) == 4 * ITERATIONS
 
 
