@@ -12,13 +12,19 @@ A resumed run checks the contents lists before it loads anything: a checkpoint w
 were cut short or changed since (a full disk, a copy cut off) is named in a warning and the run
 resumes from the latest intact checkpoint Train still keeps, or fails saying so; it never starts
 again from scratch.
+
+A checkpoint the storage has no room for (a full disk) is removed, not left half written, and
+the run fails saying so (`persist_checkpoint`): the checkpoints before it stay as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import random
 from collections.abc import Callable
@@ -77,6 +83,38 @@ class LoopPosition:
         self.batches_done += batches_taken
         if self.batches_done >= batches_per_epoch:
             self.epoch, self.batches_done = self.epoch + 1, 0
+
+
+# What a full disk (or an exhausted quota) says; the driver looks for it in a trial's error.
+NO_SPACE = os.strerror(errno.ENOSPC)
+
+
+def persist_checkpoint(checkpoint: ray.train.Checkpoint, name: str) -> ray.train.Checkpoint:
+    """Copies a reported checkpoint to the run's storage as `ray.train.report` does by default,
+    except on a full storage: the part copied is deleted (a later run would otherwise find a
+    folder that holds some files and not others) and the error names the storage folder.
+
+    Passed as `ray.train.report(checkpoint_upload_fn=...)`. Uses Train's storage context, a
+    DeveloperAPI (checked against Ray 2.60.0), so the folder and filesystem are Train's own.
+
+    Raises:
+        OSError: ENOSPC with a message naming the checkpoint folder; other errors as they come.
+    """
+    context = ray.train.get_context().get_storage()
+    try:
+        return context.persist_current_checkpoint(checkpoint, name)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and NO_SPACE not in str(exc):
+            raise
+        destination = context.build_checkpoint_path_from_name(name)
+        # Another rank may have removed it first, or the storage gone away.
+        with contextlib.suppress(OSError):
+            context.storage_filesystem.delete_dir(destination)
+        raise OSError(
+            errno.ENOSPC,
+            f"{NO_SPACE}: checkpoint {destination} could not be written (storage full); "
+            "removed what was copied of it, the checkpoints before it are intact",
+        ) from None
 
 
 def checkpoint_at(uri: str | None) -> ray.train.Checkpoint | None:

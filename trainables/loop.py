@@ -30,6 +30,7 @@ from trainables.checkpointing import (
     LoopPosition,
     checkpoint_at,
     load_training_state,
+    persist_checkpoint,
     resumable_checkpoint,
     save_checkpoint,
 )
@@ -254,7 +255,11 @@ def evaluate_and_report(
         metrics |= evaluate_on("test")
     with tempfile.TemporaryDirectory() as folder:
         save(Path(folder), pos, tracker.state_dict())
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(folder),
+            checkpoint_upload_fn=persist_checkpoint,
+        )
 
 
 def _train_metrics(

@@ -19,11 +19,13 @@ Nothing a trial reported is lost when the driver dies (SIGKILL, a lost head node
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import posixpath
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from ray.tune import Callback
 
+from sweeps.errors import StorageError
 from sweeps.store import storage
 from sweeps.store.storage import Location
 from trainables.objective import Objective
@@ -123,9 +126,15 @@ def write_results(uri: str, rows: list[dict[str, Any]]) -> None:
     fs, path = Location.of(uri).filesystem()
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     temporary = f"{path}.tmp-{time.time_ns()}"
-    with fs.open_output_stream(temporary) as handle:
-        pq.write_table(table, handle)
-    fs.move(temporary, path)
+    try:
+        with fs.open_output_stream(temporary) as handle:
+            pq.write_table(table, handle)
+        fs.move(temporary, path)
+    except OSError:
+        # A full disk leaves the old file as it was and no part-written one beside it.
+        with contextlib.suppress(OSError):
+            fs.delete_file(temporary)
+        raise
 
 
 @dataclass(frozen=True)
@@ -300,11 +309,19 @@ class ResultsLog(Callback):
         self.flush()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Tune also ends the experiment (its clean-up) when an error stops it: that error, not a
+        # failed last rewrite (the same full disk, say), is the one to reach the user.
+        stopping_on_error = sys.exc_info()[1] is not None
         self._load()
         for trial in trials:
             if trial.status not in ("TERMINATED", "ERROR"):
                 self._status[trial.trial_id] = (trial.status, False)
-        self.flush()
+        try:
+            self.flush(final=True)
+        except StorageError as exc:
+            if not stopping_on_error:
+                raise
+            logger.error("%s", exc)
 
     def last_steps(self) -> dict[str, int]:
         """Each trial's last step among the rows kept so far (earlier drivers' included)."""
@@ -324,15 +341,30 @@ class ResultsLog(Callback):
             return
         self._journaled.add(name)
 
-    def flush(self) -> None:
-        """Rewrites the file with every row so far, then drops the journal files it holds."""
+    def flush(self, final: bool = False) -> None:
+        """Rewrites the file with every row so far, then drops the journal files it holds.
+
+        Args:
+            final: The experiment's last rewrite: a failure raises `StorageError`; any other
+                only warns (the next one retries).
+        """
         rows = []
         for (trial_id, *_), row in sorted(
             self._rows.items(), key=lambda kv: (_timestamp(kv[1]), kv[0])
         ):
             status, early = self._status.get(trial_id, ("RUNNING", False))
             rows.append(row | {"trial_status": status, "stopped_early": early})
-        write_results(self.uri, rows)
+        try:
+            write_results(self.uri, rows)
+        except OSError as exc:
+            # The rows stay in memory and in the journal, the previous file as it was: a storage
+            # down for a while (or full until a trial's checkpoint fails on it) is retried at
+            # the next rewrite; only the last one must succeed.
+            if final:
+                raise StorageError(f"storage_path: cannot write {self.uri}: {exc}") from exc
+            logger.warning("results file not rewritten, kept for the next rewrite: %s", exc)
+            self._last_write = time.monotonic()
+            return
         try:
             for name in sorted(self._journaled):
                 storage.delete(self._journal.join(name))

@@ -1,21 +1,23 @@
-"""The sweep's own Tune callbacks beside the results file and progress line: W&B streaming, and
-promotion whenever a trial reports a better checkpoint."""
+"""The sweep's own Tune callbacks beside the results file and progress line: W&B streaming,
+promotion whenever a trial reports a better checkpoint, and a stop when the storage is full."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from sweeps.errors import PromotionError
+from sweeps.errors import PromotionError, StorageError
 from sweeps.results.results import Planned, ResultsLog
 from sweeps.results.wandb_stream import StreamConfig, WandbStreamer, resolve_mode
 from sweeps.results.wandb_sweep import RECORD_FILE, SweepRegistration, wandb_sweep_config
 from sweeps.spec import ResolvedJob, SweepSpec
 from sweeps.store.promotion import Promotion
 from sweeps.store.storage import Location
+from trainables.checkpointing import NO_SPACE
 from trainables.objective import Objective
 
 logger = logging.getLogger(__name__)
@@ -45,12 +47,56 @@ class PromoteOnImprovement(Callback):
         value = self.objective.value_of(result)
         if not result.get("checkpoint_path") or not self.objective.better(value, self.best):
             return
-        self.best = value
-        self.results.flush()  # promotion reads the results file: this report must be in it
         try:
+            self.results.flush(final=True)  # promotion reads the results file: this report too
             log_promotion(self.promote(), self.objective.metric)
-        except PromotionError as exc:  # the sweep goes on; the end of the sweep tries again
+        except (PromotionError, StorageError) as exc:  # the end of the sweep tries again
             logger.warning("promotion failed: %s", exc)
+            return
+        self.best = value
+
+
+class StopOnFullStorage(Callback):
+    """Ends the sweep with a `StorageError` when a trial fails because its storage is full.
+
+    Tune would retry the trial, which fails again at its next checkpoint, and so on through its
+    retries and every other trial: a full disk does not empty itself. The experiment stops as a
+    killed driver would, so the same command resumes every unfinished trial from its last
+    checkpoint once there is space.
+
+    Args:
+        storage_path: The sweep's storage, named in the error.
+    """
+
+    def __init__(self, storage_path: str) -> None:
+        self.storage_path = storage_path
+        # Tune wraps a callback's exception in a TuneError holding only its text: the runner
+        # raises this one instead.
+        self.error: StorageError | None = None
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._check(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._check(trial)
+
+    def _check(self, trial: Any) -> None:
+        if self.error is not None:  # stopping already; Tune's clean-up ends the other trials
+            return
+        # Tune appends each failure's text to the trial's local error file before calling back.
+        try:
+            failures = Path(trial.error_file).read_text(errors="replace")
+        except (OSError, TypeError):  # no error file (no local trial folder)
+            return
+        last = failures.rsplit("Failure # ", 1)[-1]
+        if NO_SPACE in last:
+            line = next(line for line in last.splitlines() if NO_SPACE in line)
+            self.error = StorageError(
+                f"storage_path: {self.storage_path} is full: trial {trial.trial_id} failed "
+                f"with {line.strip()!r}. Free space (or point storage_path elsewhere and copy "
+                "the sweep's folder there) and run the same command: the sweep resumes."
+            )
+            raise self.error
 
 
 def log_promotion(done: Promotion | None, metric: str) -> None:

@@ -4,6 +4,7 @@ nothing (the CLI does)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 from collections.abc import Sequence
@@ -14,13 +15,18 @@ import ray
 import ray.tune
 from ray.tune import Callback
 
-from sweeps.errors import SpecError
+from sweeps.errors import SpecError, StorageError
 from sweeps.results.confirmation import confirmed_best
 from sweeps.results.progress import SweepProgress
 from sweeps.results.queries import SweepResults
 from sweeps.results.results import ResultsLog, TrialSummary
 from sweeps.results.wandb_stream import WandbStreamer
-from sweeps.running.callbacks import PromoteOnImprovement, log_promotion, wandb_streamer
+from sweeps.running.callbacks import (
+    PromoteOnImprovement,
+    StopOnFullStorage,
+    log_promotion,
+    wandb_streamer,
+)
 from sweeps.running.confirming import confirmation_stage
 from sweeps.running.placement import Placement, max_evaluations, preflight
 from sweeps.running.promoting import promote_best
@@ -133,7 +139,8 @@ def _run_stage(
 
     planned = PlannedSteps(spec.job, placement.train_rows)
     results_log = ResultsLog(results.uri, planned, train_runs=folder.join("train").uri)
-    all_callbacks: list[Callback] = [results_log, *callbacks]
+    full = StopOnFullStorage(spec.storage_path)
+    all_callbacks: list[Callback] = [full, results_log, *callbacks]
     streamer = wandb_streamer(spec, planned, folder, results_log.last_steps)
     if streamer is not None:
         all_callbacks.append(streamer)
@@ -166,7 +173,15 @@ def _run_stage(
             quiet=True,
             points=points,
         )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except Exception as exc:
+        if full.error is not None:  # Tune raises it as a TuneError holding its text
+            raise full.error from None
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Tune's own state files on a full disk.
+            raise StorageError(f"storage_path: {spec.storage_path} is full: {exc}") from exc
+        raise
     return streamer
 
 
