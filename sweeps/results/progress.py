@@ -25,7 +25,8 @@ class SweepProgress(Callback):
         planned: A trial's config -> the step its job ends at if nothing stops it; a trial Tune
             stops before it (a scheduler's decision) counts as stopped early.
         stream: Where lines go.
-        every_s: At most one line per this many seconds for results that change nothing else.
+        every_s: At most one line per this many seconds for results that change nothing else;
+            trial starts and ends write one at most every second (or `every_s`, if shorter).
     """
 
     def __init__(
@@ -49,7 +50,13 @@ class SweepProgress(Callback):
         return {**self.__dict__, "stream": None}
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._write(trials, starting=trial.trial_id)
+        if self._may_write():
+            self._write(trials, starting=trial.trial_id)
+
+    def _may_write(self) -> bool:
+        # A line counts every trial: at most one a second for starts and ends keeps a sweep of
+        # many short trials from spending its driver's time (and the user's screen) on lines.
+        return time.monotonic() - self.last_line >= min(1.0, self.every_s)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -64,7 +71,8 @@ class SweepProgress(Callback):
             self._write(trials)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._write(trials)
+        if self._may_write():
+            self._write(trials)
 
     on_trial_error = on_trial_complete
 

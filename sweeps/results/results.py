@@ -4,8 +4,14 @@ and the report.
 One row per report: `trial_id`, `trial_status` (as of the last write), `stopped_early`,
 `training_iteration`, `timestamp`, every reported metric, `checkpoint_path`, the parameters the
 report was made with as `param.<dotted key>` columns, and under PBT the lineage
-(`exploited_from`, `exploit_step`, `generation`). The file is rewritten (atomically) every few
-seconds and at each trial's end.
+(`exploited_from`, `exploit_step`, `generation`).
+
+Bookkeeping per report does not grow with the sweep: each report (and each trial's end) is
+appended to the journal below as a small file of its own, and the file is rewritten
+(atomically) only when the journal holds a tenth as many rows as the file (and at most every few
+seconds), and at the experiment's end, so a sweep of N reports rewrites O(N) rows in all, not
+O(N^2). Readers (`read_results`, `read_table`) merge the journal in: they see every report as
+soon as it is journaled.
 
 Nothing a trial reported is lost when the driver dies (SIGKILL, a lost head node):
 
@@ -44,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.parquet"
 JOURNAL = "results.journal"
+# A journal file that records a trial's end (its status), not a report.
+_END = ".end.json"
 # Ray Train's record of a run's reported checkpoints and their metrics (Ray 2.60).
 _TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 PARAM_PREFIX = "param."
@@ -94,13 +102,30 @@ def stopped_by_tune(
 
 
 def read_results(uri: str) -> list[dict[str, Any]]:
-    """The rows of a sweep's results file, oldest first; [] when it does not exist yet."""
-    table = read_table(uri)
-    return [] if table is None else table.to_pylist()
+    """Every report of a sweep, oldest first: its results file with the journal's newer rows
+    and trial ends merged in; [] when there is none yet."""
+    journal = _journal_of(uri)
+    # The journal's names first, then the file: a rewrite in between has put those rows in the
+    # file (their journal files then read as missing), and none is lost either way.
+    names = storage.files(journal) if storage.exists(journal) else []
+    table = _read_file(uri)
+    rows = [] if table is None else table.to_pylist()
+    entries = _read_journal(journal, names)
+    if not entries:
+        return rows
+    return _merge(rows, entries)
 
 
 def read_table(uri: str) -> pa.Table | None:
-    """A sweep's results file as an Arrow table; None when it does not exist yet."""
+    """`read_results` as an Arrow table; None when there is nothing yet."""
+    journal = _journal_of(uri)
+    if not (storage.exists(journal) and storage.files(journal)):
+        return _read_file(uri)
+    rows = read_results(uri)
+    return _to_table(rows) if rows else None
+
+
+def _read_file(uri: str) -> pa.Table | None:
     loc = Location.of(uri)
     if not storage.exists(loc):
         return None
@@ -109,20 +134,49 @@ def read_table(uri: str) -> pa.Table | None:
         return pq.read_table(handle)
 
 
+def _journal_of(uri: str) -> Location:
+    results = Location.of(uri)
+    return results.at(posixpath.dirname(results.path)).join(JOURNAL)
+
+
+def _read_journal(journal: Location, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, entry) of each journal file still there (a rewrite removes the ones it took)."""
+    entries = []
+    for name in names:
+        try:
+            entries.append((name, json.loads(storage.read_text(journal.join(name)))))
+        except FileNotFoundError:
+            continue
+    return entries
+
+
+def _key(row: dict[str, Any]) -> tuple[str, int, int]:
+    return (row["trial_id"], int(row.get(GENERATION) or 0), step_of(row))
+
+
+def _merge(
+    rows: list[dict[str, Any]], entries: list[tuple[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """The file's rows with the journal's reports (the newer copy of a step wins) and trial
+    ends applied, oldest first."""
+    by_key = {_key(row): row for row in rows}
+    status = {row["trial_id"]: (row["trial_status"], row["stopped_early"]) for row in rows}
+    for name, entry in entries:
+        if name.endswith(_END):
+            status[entry["trial_id"]] = (entry["trial_status"], entry["stopped_early"])
+        else:
+            by_key[_key(entry)] = entry
+    ordered = sorted(by_key.items(), key=lambda kv: (_timestamp(kv[1]), kv[0]))
+    out = []
+    for (trial_id, *_), row in ordered:
+        trial_status, early = status.get(trial_id, ("RUNNING", False))
+        out.append(row | {"trial_status": trial_status, "stopped_early": early})
+    return out
+
+
 def write_results(uri: str, rows: list[dict[str, Any]]) -> None:
     """Writes rows atomically: a reader sees the old file or the new one, never a part."""
-    columns: dict[str, list[Any]] = {}
-    for key in sorted({k for row in rows for k in row}):
-        values = [row.get(key) for row in rows]
-        present = [v for v in values if v is not None]
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
-        if key.startswith(PARAM_PREFIX) and not numeric:
-            values = [
-                None if v is None else json.dumps(v) if not isinstance(v, str) else v
-                for v in values
-            ]
-        columns[key] = values
-    table = pa.table(columns) if rows else pa.table({"trial_id": pa.array([], pa.string())})
+    table = _to_table(rows)
     fs, path = Location.of(uri).filesystem()
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     temporary = f"{path}.tmp-{time.time_ns()}"
@@ -135,6 +189,21 @@ def write_results(uri: str, rows: list[dict[str, Any]]) -> None:
         with contextlib.suppress(OSError):
             fs.delete_file(temporary)
         raise
+
+
+def _to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    columns: dict[str, list[Any]] = {}
+    for key in sorted({k for row in rows for k in row}):
+        values = [row.get(key) for row in rows]
+        present = [v for v in values if v is not None]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+        if key.startswith(PARAM_PREFIX) and not numeric:
+            values = [
+                None if v is None else json.dumps(v) if not isinstance(v, str) else v
+                for v in values
+            ]
+        columns[key] = values
+    return pa.table(columns) if rows else pa.table({"trial_id": pa.array([], pa.string())})
 
 
 @dataclass(frozen=True)
@@ -189,12 +258,14 @@ def params_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ResultsLog(Callback):
-    """A Tune callback that keeps `uri` (a Parquet file) equal to every report so far.
+    """A Tune callback that keeps `uri` (a Parquet file) and its journal equal to every report
+    so far (see the module's docstring for when the file itself is rewritten).
 
     Args:
         uri: Where the file lives (a local path or a pyarrow filesystem URI).
         planned: A trial's config -> the step its job ends at unless stopped early (picklable).
-        every_s: Rewrites at most this often on results; always on a trial's end.
+        every_s: Rewrites the file at most this often before the experiment's end.
+        train_runs: Where the trials' Train runs live, to recover committed reports from.
     """
 
     def __init__(
@@ -213,6 +284,7 @@ class ResultsLog(Callback):
         self._status: dict[str, tuple[str, bool]] = {}
         self._stopped: dict[str, bool] = {}
         self._last_write = 0.0
+        self._in_file = 0  # rows the file held at its last rewrite
         self._loaded = False
 
     def __getstate__(self) -> dict[str, Any]:
@@ -232,20 +304,25 @@ class ResultsLog(Callback):
             return
         self._loaded = True
         # A resumed sweep keeps the rows of its earlier runs, and what their journal holds.
-        for row in read_results(self.uri):
-            generation = int(row.get(GENERATION) or 0)
-            self._rows[(row["trial_id"], generation, step_of(row))] = row
-            self._generation[row["trial_id"]] = generation
+        names = storage.files(self._journal) if storage.exists(self._journal) else []
+        table = _read_file(self.uri)
+        for row in [] if table is None else table.to_pylist():
+            self._rows[_key(row)] = row
+            self._generation[row["trial_id"]] = int(row.get(GENERATION) or 0)
             self._status[row["trial_id"]] = (row["trial_status"], bool(row["stopped_early"]))
             self._stopped[row["trial_id"]] = bool(row["stopped_early"])
-        for name in storage.files(self._journal):
-            row = json.loads(storage.read_text(self._journal.join(name)))
-            generation = int(row.get(GENERATION) or 0)
-            self._rows[(row["trial_id"], generation, step_of(row))] = row
-            self._generation[row["trial_id"]] = max(
-                generation, self._generation.get(row["trial_id"], 0)
-            )
+        self._in_file = len(self._rows)
+        for name, entry in _read_journal(self._journal, names):
             self._journaled.add(name)
+            if name.endswith(_END):
+                ended = (entry["trial_status"], bool(entry["stopped_early"]))
+                self._status[entry["trial_id"]] = ended
+                self._stopped[entry["trial_id"]] = ended[1]
+                continue
+            self._rows[_key(entry)] = entry
+            self._generation[entry["trial_id"]] = max(
+                _key(entry)[1], self._generation.get(entry["trial_id"], 0)
+            )
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._load()
@@ -276,6 +353,7 @@ class ResultsLog(Callback):
                 "timestamp": _checkpoint_time(name),
             }
             self._rows[key] = row
+            self._write_journal(row, 0)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -295,18 +373,35 @@ class ResultsLog(Callback):
             self._stopped[trial.trial_id] = stopped_by_tune(
                 result, params_at(result, trial), self.planned
             )
-        if time.monotonic() - self._last_write >= self.every_s:
-            self.flush()
+        self._flush_if_due()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._load()
-        self._status[trial.trial_id] = ("TERMINATED", self._stopped.get(trial.trial_id, False))
-        self.flush()
+        self._end(trial.trial_id, "TERMINATED", self._stopped.get(trial.trial_id, False))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._load()
-        self._status[trial.trial_id] = ("ERROR", False)
-        self.flush()
+        self._end(trial.trial_id, "ERROR", False)
+
+    def _end(self, trial_id: str, status: str, early: bool) -> None:
+        self._status[trial_id] = (status, early)
+        name = f"{trial_id}{_END}"
+        entry = {"trial_id": trial_id, "trial_status": status, "stopped_early": early}
+        try:
+            storage.write_text(self._journal.join(name), json.dumps(entry))
+        except OSError as exc:  # the storage is down: the next rewrite still holds it
+            logger.warning("results journal not written (%s): %s", exc, name)
+        else:
+            self._journaled.add(name)
+        self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        # A rewrite costs the whole file: it waits for a tenth as many new entries as the file
+        # holds, so its cost per report stays flat however long the sweep.
+        if time.monotonic() - self._last_write >= self.every_s and len(self._journaled) >= max(
+            1, self._in_file // 10
+        ):
+            self.flush()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Tune also ends the experiment (its clean-up) when an error stops it: that error, not a
@@ -356,6 +451,7 @@ class ResultsLog(Callback):
             rows.append(row | {"trial_status": status, "stopped_early": early})
         try:
             write_results(self.uri, rows)
+            self._in_file = len(rows)
         except OSError as exc:
             # The rows stay in memory and in the journal, the previous file as it was: a storage
             # down for a while (or full until a trial's checkpoint fails on it) is retried at

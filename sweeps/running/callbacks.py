@@ -28,7 +28,8 @@ class PromoteOnImprovement(Callback):
 
     Args:
         objective: What "better" means for promotion.
-        results: The sweep's results log (promotion reads the results file it writes).
+        results: The sweep's results log (promotion reads what it writes; it must be called
+            back before this).
         promote: Promotes the sweep's best checkpoint (picklable: Tune saves callbacks).
     """
 
@@ -47,10 +48,11 @@ class PromoteOnImprovement(Callback):
         value = self.objective.value_of(result)
         if not result.get("checkpoint_path") or not self.objective.better(value, self.best):
             return
+        # Promotion reads the results with their journal, where the results log (called back
+        # first) has put this report.
         try:
-            self.results.flush(final=True)  # promotion reads the results file: this report too
             log_promotion(self.promote(), self.objective.metric)
-        except (PromotionError, StorageError) as exc:  # the end of the sweep tries again
+        except PromotionError as exc:  # the end of the sweep tries again
             logger.warning("promotion failed: %s", exc)
             return
         self.best = value

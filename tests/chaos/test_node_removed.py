@@ -8,6 +8,7 @@ checkpoints (no report made before the loss is made again); the sweep finishes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import ray
 import yaml
+from ray._common.utils import get_ray_address_file  # private: where `ray start` records it
 from ray.util.state import list_actors
 
 from sweeps.results.results import read_results
@@ -42,6 +44,10 @@ def worker_node(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
     """A second node of 2 CPUs joined to the session's runtime (the token is the session's,
     in ~/.ray/auth_token); its process group is killed whatever happens."""
     before = {n["NodeID"] for n in alive_nodes()}
+    # `ray start --address` records the address for later `ray.init()` calls to join; a later
+    # test's (or user's) `ray.init()` would then try this node's cluster once it is gone.
+    address_file = Path(get_ray_address_file(None))
+    recorded = address_file.read_text() if address_file.exists() else None
     log = (tmp_path / "node.log").open("w")
     node = subprocess.Popen(
         [
@@ -64,17 +70,24 @@ def worker_node(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
         time.sleep(1)
     (node_id,) = {n["NodeID"] for n in alive_nodes()} - before
     try:
+        restore(address_file, recorded)
         yield node, node_id
     finally:
-        try:
+        restore(address_file, recorded)
+        with contextlib.suppress(ProcessLookupError):  # killed by the test already
             os.killpg(node.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         node.wait()
         log.close()
         deadline = time.monotonic() + 60  # later tests see the session's one node
         while any(n["NodeID"] == node_id for n in alive_nodes()) and time.monotonic() < deadline:
             time.sleep(1)
+
+
+def restore(path: Path, text: str | None) -> None:
+    if text is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(text)
 
 
 def registered_steps(train: Path) -> dict[str, int]:
