@@ -20,14 +20,13 @@ from pathlib import Path
 
 import pytest
 import ray
-import yaml
 from ray._common.utils import get_ray_address_file  # private: where `ray start` records it
 from ray.util.state import list_actors
 
 from sweeps.results.results import read_results
 from tests.chaos.killer import SNAPSHOT
+from tests.chaos.sweep import fifo_sweep, sweeps_command, write_spec
 from tests.cluster.test_submit import node_ports
-from tests.sweeps.test_sweep_e2e import tiny_spec
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
@@ -122,19 +121,9 @@ def test_a_removed_worker_node_moves_its_trials_to_the_other_node_from_their_che
     worker_node: tuple[subprocess.Popen, str],
 ) -> None:
     node, node_id = worker_node
-    raw = tiny_spec(tiny_model_dir, separable_files, tmp_path, num_samples=2)
-    raw["name"] = "nodes"
-    raw["scheduler"] = {"name": "fifo"}
-    raw["job"]["training"] |= {"max_steps": STEPS, "eval_every": EVERY}
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "RAY_ADDRESS": str(ray.get_runtime_context().gcs_address)}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "sweeps", "run", str(spec)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    raw = fifo_sweep(tiny_model_dir, separable_files, tmp_path, "nodes", 2, STEPS, EVERY)
+    command, env = sweeps_command("run", str(write_spec(tmp_path, raw)))
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     train = tmp_path / "nodes" / "train"
 
     # Removed once a trial on it has a registered checkpoint and more steps to go.

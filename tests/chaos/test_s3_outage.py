@@ -9,7 +9,6 @@ complete (its size and SHA-256 lists match) or absent; promotion and `sweeps ver
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -22,11 +21,10 @@ import pyarrow.fs as pa_fs
 import pytest
 import ray
 import ray.train
-import yaml
 
 from sweeps.results.results import read_results
 from tests.chaos.killer import SNAPSHOT
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.chaos.sweep import fifo_sweep, sweeps_command, write_spec
 from trainables.checkpointing import damage
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
@@ -97,22 +95,11 @@ def test_a_stopped_s3_server_for_30s_loses_nothing_and_the_sweep_finishes_and_pr
 ) -> None:
     server, endpoint = moto_process
     s3 = bucket(endpoint)
-    raw = tiny_spec(tiny_model_dir, separable_files, tmp_path, num_samples=2)
-    raw["name"] = "outage"
-    raw["storage_path"] = uri(endpoint, "sweeps")
-    raw["scheduler"] = {"name": "fifo"}
-    raw["job"]["training"] |= {"max_steps": STEPS, "eval_every": EVERY}
+    storage = uri(endpoint, "sweeps")
+    raw = fifo_sweep(tiny_model_dir, separable_files, storage, "outage", 2, STEPS, EVERY)
     raw["promote"] = {"to": uri(endpoint, "models")}
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(raw))
-    # The command joins the session's Ray runtime, as on a cluster (one Ray per machine).
-    env = {**os.environ, "RAY_ADDRESS": str(ray.get_runtime_context().gcs_address)}
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "sweeps", "run", str(spec)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    command, env = sweeps_command("run", str(write_spec(tmp_path, raw)))
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     # Stopped once the first trial has a checkpoint in the bucket: mid-trial, mid-sweep.
     deadline = time.monotonic() + 300
@@ -140,11 +127,6 @@ def test_a_stopped_s3_server_for_30s_loses_nothing_and_the_sweep_finishes_and_pr
         for name in names:
             folder = ray.train.Checkpoint(f"{trial}/{name}", filesystem=s3)
             assert damage(folder) == [], f"{trial}/{name}"
-    verified = subprocess.run(
-        [sys.executable, "-m", "sweeps", "verify", uri(endpoint, "models/outage")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command, env = sweeps_command("verify", uri(endpoint, "models/outage"))
+    verified = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert verified.returncode == 0, verified.stdout + verified.stderr

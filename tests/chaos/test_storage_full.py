@@ -8,9 +8,7 @@ resumes the trial from its last checkpoint and finishes it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +16,10 @@ from pathlib import Path
 import pytest
 import ray
 import ray.train
-import yaml
 
 from sweeps.results.results import read_results
 from tests.chaos.killer import SNAPSHOT
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.chaos.sweep import fifo_sweep, sweeps_command, write_spec
 from trainables.checkpointing import damage
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
@@ -66,15 +63,8 @@ def test_a_full_disk_stops_the_sweep_naming_it_and_the_same_command_resumes_with
     small_disk: tuple[Path, int],
 ) -> None:
     disk, checkpoint = small_disk
-    raw = tiny_spec(tiny_model_dir, separable_files, disk, num_samples=1)
-    raw["name"] = "full"
-    raw["scheduler"] = {"name": "fifo"}
-    raw["job"]["training"] |= {"max_steps": STEPS, "eval_every": EVERY}
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump(raw))
-    # The command joins the session's Ray runtime, as on a cluster (one Ray per machine).
-    env = {**os.environ, "RAY_ADDRESS": str(ray.get_runtime_context().gcs_address)}
-    command = [sys.executable, "-m", "sweeps", "run", str(spec)]
+    raw = fifo_sweep(tiny_model_dir, separable_files, disk, "full", 1, STEPS, EVERY)
+    command, env = sweeps_command("run", str(write_spec(tmp_path, raw)))
 
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
 
