@@ -9,8 +9,11 @@ time on this 2-core machine) through two paths, and prints for each:
   seconds (the loop's reported `step_seconds`), median and max.
 
 Paths:
-- baseline: a plain Ray 2.60 Tune-over-Train sweep with Ray's defaults: a Tune function trial
-  that builds a `TorchTrainer` (our per-worker loop) with `TuneReportCallback`;
+- baseline: a plain Ray 2.60 Tune-over-Train sweep: a Tune function trial that builds a
+  `TorchTrainer` (our per-worker loop) with `TuneReportCallback`. By default (`--baseline
+  tuned`) it gets the settings a user could set as well, the ones this project sets: Train's
+  health-check interval 0.2 s, no preemption watcher on a one-node cluster, and an entry
+  function that imports the loop only on the workers; `--baseline defaults` is Ray's defaults;
 - ours: `sweeps.running.runner.run_sweep` on the equivalent spec.
 
     .venv/bin/python bench/sweep_overhead.py [--trials 16] [--steps 400] [--only ours]
@@ -21,9 +24,12 @@ Longer trials (e.g. `--steps 5000`, about 2 minutes of steps each) show utilisat
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +44,7 @@ from sweeps.spec import apply_params, parse_spec
 from trainables.config import parse_config
 from trainables.loop import train_fn_per_worker
 from trainables.tiny import build_tiny_bert
+from trainables.trainer import HEALTH_CHECK_INTERVAL_S, run_loop
 
 
 class TrialClock(ray.tune.Callback):
@@ -91,14 +98,19 @@ def run_ours(base: dict[str, Any], trials: int, storage: str, clock: TrialClock)
     return str(Path(storage) / "ours")
 
 
-def run_baseline(base: dict[str, Any], trials: int, storage: str, clock: TrialClock) -> str:
+def run_baseline(
+    base: dict[str, Any], trials: int, storage: str, clock: TrialClock, tuned: bool
+) -> str:
     train_storage = str(Path(storage) / "baseline-train")
 
     def trial(params: dict[str, Any]) -> None:
+        if tuned:  # environment variables Train reads in the trial's process
+            os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
+            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # one node
         trial_id = ray.tune.get_context().get_trial_id()
         cfg = apply_params(parse_config(base), params, name=trial_id)
         TorchTrainer(
-            train_fn_per_worker,
+            run_loop if tuned else train_fn_per_worker,
             train_loop_config=cfg.model_dump(mode="json"),
             scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
             run_config=RunConfig(
@@ -141,13 +153,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--steps", type=int, default=400, help="optimizer steps per trial")
     parser.add_argument("--only", choices=["ours", "baseline"], default=None)
+    parser.add_argument("--baseline", choices=["tuned", "defaults"], default="tuned")
     args = parser.parse_args()
 
     ray.init(num_cpus=2, log_to_driver=False)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = job(build_tiny_bert(Path(tmp) / "tiny"), args.steps)
-        paths = {"baseline": run_baseline, "ours": run_ours}
+        tuned = args.baseline == "tuned"
+        paths: dict[str, Callable[[dict[str, Any], int, str, TrialClock], str]] = {
+            "baseline": functools.partial(run_baseline, tuned=tuned),
+            "ours": run_ours,
+        }
         for name, run in paths.items():
             if args.only and name != args.only:
                 continue
@@ -156,6 +173,7 @@ def main() -> None:
             results[name] = measure(folder, clock, slots=1)
 
     print(f"\n{args.trials} trials x {args.steps} steps, 2 workers x 1 CPU, one trial at a time")
+    print(f"baseline: plain Tune + Train with {args.baseline} settings")
     print(
         f"{'path':10s} {'util':>6s} {'ovh med':>8s} {'ovh max':>8s} {'trial med':>9s} {'span':>7s}"
     )
