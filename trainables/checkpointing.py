@@ -87,6 +87,7 @@ class LoopPosition:
 
 # What a full disk (or an exhausted quota) says; the driver looks for it in a trial's error.
 NO_SPACE = os.strerror(errno.ENOSPC)
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def persist_checkpoint(checkpoint: ray.train.Checkpoint, name: str) -> ray.train.Checkpoint:
@@ -104,7 +105,7 @@ def persist_checkpoint(checkpoint: ray.train.Checkpoint, name: str) -> ray.train
     try:
         return context.persist_current_checkpoint(checkpoint, name)
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and NO_SPACE not in str(exc):
+        if exc.errno not in NO_SPACE_ERRNOS and NO_SPACE not in str(exc):
             raise
         destination = context.build_checkpoint_path_from_name(name)
         # Another rank may have removed it first, or the storage gone away.

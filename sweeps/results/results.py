@@ -104,25 +104,26 @@ def stopped_by_tune(
 def read_results(uri: str) -> list[dict[str, Any]]:
     """Every report of a sweep, oldest first: its results file with the journal's newer rows
     and trial ends merged in; [] when there is none yet."""
-    journal = _journal_of(uri)
-    # The journal's names first, then the file: a rewrite in between has put those rows in the
-    # file (their journal files then read as missing), and none is lost either way.
-    names = storage.files(journal) if storage.exists(journal) else []
-    table = _read_file(uri)
+    table, entries = _read_parts(uri)
     rows = [] if table is None else table.to_pylist()
-    entries = _read_journal(journal, names)
-    if not entries:
-        return rows
-    return _merge(rows, entries)
+    return _merge(rows, entries) if entries else rows
 
 
 def read_table(uri: str) -> pa.Table | None:
     """`read_results` as an Arrow table; None when there is nothing yet."""
+    table, entries = _read_parts(uri)
+    if not entries:
+        return table
+    return _to_table(_merge([] if table is None else table.to_pylist(), entries))
+
+
+def _read_parts(uri: str) -> tuple[pa.Table | None, list[tuple[str, dict[str, Any]]]]:
+    """The results file (None if not there yet) and the journal's (name, entry) pairs."""
     journal = _journal_of(uri)
-    if not (storage.exists(journal) and storage.files(journal)):
-        return _read_file(uri)
-    rows = read_results(uri)
-    return _to_table(rows) if rows else None
+    # The journal's names first, then the file: a rewrite in between has put those rows in the
+    # file (their journal files then read as missing), and none is lost either way.
+    names = storage.files(journal) if storage.exists(journal) else []
+    return _read_file(uri), _read_journal(journal, names)
 
 
 def _read_file(uri: str) -> pa.Table | None:
@@ -166,9 +167,15 @@ def _merge(
             status[entry["trial_id"]] = (entry["trial_status"], entry["stopped_early"])
         else:
             by_key[_key(entry)] = entry
-    ordered = sorted(by_key.items(), key=lambda kv: (_timestamp(kv[1]), kv[0]))
+    return _with_status(by_key, status)
+
+
+def _with_status(
+    by_key: dict[tuple[str, int, int], dict[str, Any]], status: dict[str, tuple[str, bool]]
+) -> list[dict[str, Any]]:
+    """Rows oldest first, each with its trial's status and whether it was stopped early."""
     out = []
-    for (trial_id, *_), row in ordered:
+    for (trial_id, *_), row in sorted(by_key.items(), key=lambda kv: (_timestamp(kv[1]), kv[0])):
         trial_status, early = status.get(trial_id, ("RUNNING", False))
         out.append(row | {"trial_status": trial_status, "stopped_early": early})
     return out
@@ -276,8 +283,7 @@ class ResultsLog(Callback):
         train_runs: str | None = None,
     ) -> None:
         self.uri, self.planned, self.every_s, self.train_runs = uri, planned, every_s, train_runs
-        results = Location.of(uri)
-        self._journal = results.at(posixpath.dirname(results.path)).join(JOURNAL)
+        self._journal = _journal_of(uri)
         self._journaled: set[str] = set()
         self._rows: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._generation: dict[str, int] = {}
@@ -304,25 +310,23 @@ class ResultsLog(Callback):
             return
         self._loaded = True
         # A resumed sweep keeps the rows of its earlier runs, and what their journal holds.
-        names = storage.files(self._journal) if storage.exists(self._journal) else []
-        table = _read_file(self.uri)
+        table, entries = _read_parts(self.uri)
         for row in [] if table is None else table.to_pylist():
             self._rows[_key(row)] = row
             self._generation[row["trial_id"]] = int(row.get(GENERATION) or 0)
             self._status[row["trial_id"]] = (row["trial_status"], bool(row["stopped_early"]))
             self._stopped[row["trial_id"]] = bool(row["stopped_early"])
         self._in_file = len(self._rows)
-        for name, entry in _read_journal(self._journal, names):
+        for name, entry in entries:
             self._journaled.add(name)
+            trial_id = entry["trial_id"]
             if name.endswith(_END):
-                ended = (entry["trial_status"], bool(entry["stopped_early"]))
-                self._status[entry["trial_id"]] = ended
-                self._stopped[entry["trial_id"]] = ended[1]
+                self._status[trial_id] = (entry["trial_status"], bool(entry["stopped_early"]))
+                self._stopped[trial_id] = bool(entry["stopped_early"])
                 continue
-            self._rows[_key(entry)] = entry
-            self._generation[entry["trial_id"]] = max(
-                _key(entry)[1], self._generation.get(entry["trial_id"], 0)
-            )
+            key = _key(entry)
+            self._rows[key] = entry
+            self._generation[trial_id] = max(key[1], self._generation.get(trial_id, 0))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._load()
@@ -353,7 +357,7 @@ class ResultsLog(Callback):
                 "timestamp": _checkpoint_time(name),
             }
             self._rows[key] = row
-            self._write_journal(row, 0)
+            self._write_journal(_report_name(row, 0), row)
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
@@ -368,7 +372,7 @@ class ResultsLog(Callback):
         self._generation[trial.trial_id] = row[GENERATION] = generation
         # A trial retried from its checkpoint reports the steps after it again: the newest wins.
         self._rows[(trial.trial_id, generation, step_of(result))] = row
-        self._write_journal(row, generation)
+        self._write_journal(_report_name(row, generation), row)
         if result.get("done"):
             self._stopped[trial.trial_id] = stopped_by_tune(
                 result, params_at(result, trial), self.planned
@@ -385,14 +389,8 @@ class ResultsLog(Callback):
 
     def _end(self, trial_id: str, status: str, early: bool) -> None:
         self._status[trial_id] = (status, early)
-        name = f"{trial_id}{_END}"
         entry = {"trial_id": trial_id, "trial_status": status, "stopped_early": early}
-        try:
-            storage.write_text(self._journal.join(name), json.dumps(entry))
-        except OSError as exc:  # the storage is down: the next rewrite still holds it
-            logger.warning("results journal not written (%s): %s", exc, name)
-        else:
-            self._journaled.add(name)
+        self._write_journal(f"{trial_id}{_END}", entry)
         self._flush_if_due()
 
     def _flush_if_due(self) -> None:
@@ -426,12 +424,12 @@ class ResultsLog(Callback):
             last[trial_id] = max(last.get(trial_id, -1), step)
         return last
 
-    def _write_journal(self, row: dict[str, Any], generation: int) -> None:
-        """This report on its own, before anything else happens: a driver killed next keeps it."""
-        name = f"{row['trial_id']}-g{generation}-s{step_of(row)}.json"
+    def _write_journal(self, name: str, entry: dict[str, Any]) -> None:
+        """A report or a trial's end on its own, before anything else happens: a driver killed
+        next keeps it."""
         try:
-            storage.write_text(self._journal.join(name), json.dumps(row, default=str))
-        except OSError as exc:  # the storage is down: the next rewrite still holds the row
+            storage.write_text(self._journal.join(name), json.dumps(entry, default=str))
+        except OSError as exc:  # the storage is down: the next rewrite still holds it
             logger.warning("results journal not written (%s): %s", exc, name)
             return
         self._journaled.add(name)
@@ -443,12 +441,7 @@ class ResultsLog(Callback):
             final: The experiment's last rewrite: a failure raises `StorageError`; any other
                 only warns (the next one retries).
         """
-        rows = []
-        for (trial_id, *_), row in sorted(
-            self._rows.items(), key=lambda kv: (_timestamp(kv[1]), kv[0])
-        ):
-            status, early = self._status.get(trial_id, ("RUNNING", False))
-            rows.append(row | {"trial_status": status, "stopped_early": early})
+        rows = _with_status(self._rows, self._status)
         try:
             write_results(self.uri, rows)
             self._in_file = len(rows)
@@ -469,6 +462,10 @@ class ResultsLog(Callback):
         else:
             self._journaled.clear()
         self._last_write = time.monotonic()
+
+
+def _report_name(row: dict[str, Any], generation: int) -> str:
+    return f"{row['trial_id']}-g{generation}-s{step_of(row)}.json"
 
 
 def _timestamp(row: dict[str, Any]) -> float:

@@ -4,7 +4,6 @@ nothing (the CLI does)."""
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
 from sweeps.store.promotion import BestTrial, Promotion
 from sweeps.store.storage import Location
+from trainables.checkpointing import NO_SPACE_ERRNOS
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _run_stage(
     except Exception as exc:
         if full.error is not None:  # Tune raises it as a TuneError holding its text
             raise full.error from None
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
             # Tune's own state files on a full disk.
             raise StorageError(f"storage_path: {spec.storage_path} is full: {exc}") from exc
         raise
