@@ -2,8 +2,8 @@
 machine goes away) on a 2-node local cluster: the session's Ray runtime plus a node that
 `ray start --address` joined to it.
 
-The trials it ran are retried by Tune on the node that is left and go on from their
-checkpoints (no report made before the loss is made again); the sweep finishes.
+The trials it ran go on, on the node that is left, from their checkpoints (no report made
+before the loss is made again); the sweep finishes.
 """
 
 from __future__ import annotations
@@ -103,14 +103,10 @@ def registered_steps(train: Path) -> dict[str, int]:
     return steps
 
 
-def workers_on(node_id: str) -> list:
-    return list_actors(
-        filters=[
-            ("class_name", "=", "RayTrainWorker"),
-            ("state", "=", "ALIVE"),
-            ("node_id", "=", node_id),
-        ]
-    )
+def trials_on(node_id: str) -> list:
+    """The live actors of trials on the node: a one-worker trial runs its loop in its Tune
+    trial actor; a trial of more workers, in its Train workers."""
+    return list_actors(filters=[("state", "=", "ALIVE"), ("node_id", "=", node_id)])
 
 
 @pytest.mark.timeout(900)
@@ -131,7 +127,7 @@ def test_a_removed_worker_node_moves_its_trials_to_the_other_node_from_their_che
     while True:
         assert time.monotonic() < deadline and driver.poll() is None, "no trial on the node"
         at_kill = registered_steps(train)
-        if workers_on(node_id) and any(step < STEPS for step in at_kill.values()):
+        if trials_on(node_id) and any(step < STEPS for step in at_kill.values()):
             break
         time.sleep(0.2)
     os.killpg(node.pid, signal.SIGKILL)
@@ -145,10 +141,13 @@ def test_a_removed_worker_node_moves_its_trials_to_the_other_node_from_their_che
     for trial in trials:
         steps = sorted(r["step"] for r in rows if r["trial_id"] == trial)
         assert steps == list(range(EVERY, STEPS + 1, EVERY)), (trial, steps)
-    # A trial failed with the node (Tune wrote its error) ...
-    errors = [p.read_text() for p in (tmp_path / "nodes").glob("*/error.txt")]
-    assert errors, output[-4000:]
-    # ... and no trial started again from scratch: what it had checkpointed stayed reported.
+    # Training went on after the node was gone, so on the node that is left. Who restarted the
+    # lost workers depends on where the trial's Train controller ran: Tune retries the trial
+    # (and writes its error.txt) when the controller died with the node, Train restarts the
+    # worker group when it did not; either must go on from the checkpoint.
+    assert node_id not in {n["NodeID"] for n in alive_nodes()}
+    assert any(row["timestamp"] > removed_at for row in rows), output[-4000:]
+    # No trial started again from scratch: what it had checkpointed stayed reported.
     for row in rows:
         if row["step"] <= at_kill.get(row["trial_id"], 0):
             assert row["timestamp"] < removed_at, (row["trial_id"], row["step"])
