@@ -1,7 +1,8 @@
 """What does running a trial inside a sweep cost, beyond its training steps?
 
-Runs the same short trials (a tiny random BERT, fixed steps, 2 DDP workers each, one trial at a
-time on this 2-core machine) through two paths, and prints for each:
+Runs the same short trials (a tiny random BERT, fixed steps, 2 DDP workers x 1 CPU each or with
+`--workers 1` one worker x 2 CPUs, one trial at a time on this 2-core machine) through two
+paths, and prints for each:
 
 - slot utilisation = training-step seconds / slot-seconds, where slot-seconds are the
   concurrent-trial slots times the wall time from the first trial's start to the last one's end;
@@ -14,9 +15,11 @@ Paths:
   tuned`) it gets the settings a user could set as well, the ones this project sets: Train's
   health-check interval 0.2 s, no preemption watcher on a one-node cluster, and an entry
   function that imports the loop only on the workers; `--baseline defaults` is Ray's defaults;
-- ours: `sweeps.running.runner.run_sweep` on the equivalent spec.
+- ours: `sweeps.running.runner.run_sweep` on the equivalent spec (a one-worker trial runs its
+  loop in the Tune trial's own process, `trainables/in_process.py`).
 
-    .venv/bin/python bench/sweep_overhead.py [--trials 16] [--steps 400] [--only ours]
+    .venv/bin/python bench/sweep_overhead.py [--trials 16] [--steps 400] [--workers 2]
+        [--only ours] [--baseline tuned]
 
 Longer trials (e.g. `--steps 5000`, about 2 minutes of steps each) show utilisation at scale.
 """
@@ -63,7 +66,7 @@ class TrialClock(ray.tune.Callback):
     on_trial_error = on_trial_complete
 
 
-def job(model_dir: str, steps: int) -> dict[str, Any]:
+def job(model_dir: str, steps: int, workers: int) -> dict[str, Any]:
     return {
         "model": {"name_or_path": model_dir},
         "data": {"builtin": "demo", "max_length": 32},
@@ -73,7 +76,8 @@ def job(model_dir: str, steps: int) -> dict[str, Any]:
             "eval_every": max(1, steps // 4),
             "checkpoints_to_keep": 1,
         },
-        "scaling": {"num_workers": 2, "cpus_per_worker": 1},
+        # The machine's 2 cores, however many workers share them.
+        "scaling": {"num_workers": workers, "cpus_per_worker": 2 // workers},
     }
 
 
@@ -109,10 +113,13 @@ def run_baseline(
             os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")  # one node
         trial_id = ray.tune.get_context().get_trial_id()
         cfg = apply_params(parse_config(base), params, name=trial_id)
+        s = cfg.scaling
         TorchTrainer(
             run_loop if tuned else train_fn_per_worker,
             train_loop_config=cfg.model_dump(mode="json"),
-            scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+            scaling_config=ScalingConfig(
+                num_workers=s.num_workers, resources_per_worker={"CPU": s.cpus_per_worker}
+            ),
             run_config=RunConfig(
                 name=trial_id, storage_path=train_storage, callbacks=[TuneReportCallback()]
             ),
@@ -154,12 +161,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="optimizer steps per trial")
     parser.add_argument("--only", choices=["ours", "baseline"], default=None)
     parser.add_argument("--baseline", choices=["tuned", "defaults"], default="tuned")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        choices=[1, 2],
+        default=2,
+        help="workers per trial (1: ours runs the loop in the trial's process, no TorchTrainer)",
+    )
     args = parser.parse_args()
 
     ray.init(num_cpus=2, log_to_driver=False)
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        base = job(build_tiny_bert(Path(tmp) / "tiny"), args.steps)
+        base = job(build_tiny_bert(Path(tmp) / "tiny"), args.steps, args.workers)
         tuned = args.baseline == "tuned"
         paths: dict[str, Callable[[dict[str, Any], int, str, TrialClock], str]] = {
             "baseline": functools.partial(run_baseline, tuned=tuned),
@@ -172,7 +186,11 @@ def main() -> None:
             folder = run(base, args.trials, str(Path(tmp) / name), clock)
             results[name] = measure(folder, clock, slots=1)
 
-    print(f"\n{args.trials} trials x {args.steps} steps, 2 workers x 1 CPU, one trial at a time")
+    w = args.workers
+    print(
+        f"\n{args.trials} trials x {args.steps} steps, {w} worker(s) x {2 // w} CPU, "
+        "one trial at a time"
+    )
     print(f"baseline: plain Tune + Train with {args.baseline} settings")
     print(
         f"{'path':10s} {'util':>6s} {'ovh med':>8s} {'ovh max':>8s} {'trial med':>9s} {'span':>7s}"

@@ -36,6 +36,7 @@ import pyarrow.fs as pa_fs
 import ray.train
 import torch
 
+from trainables import session
 from trainables.errors import FinetuneError
 
 TRAINING_STATE = "training_state.pt"
@@ -101,7 +102,7 @@ def persist_checkpoint(checkpoint: ray.train.Checkpoint, name: str) -> ray.train
     Raises:
         OSError: ENOSPC with a message naming the checkpoint folder; other errors as they come.
     """
-    context = ray.train.get_context().get_storage()
+    context = session.context().get_storage()
     try:
         return context.persist_current_checkpoint(checkpoint, name)
     except OSError as exc:
@@ -229,15 +230,13 @@ def resumable_checkpoint(keep: int | None) -> ray.train.Checkpoint | None:
     Raises:
         CheckpointError: the latest checkpoint is damaged and no kept one is intact.
     """
-    latest = ray.train.get_checkpoint()
+    latest = session.latest_checkpoint()
     if latest is None:
         return None
     problems = damage(latest)
     if not problems:
         return latest
-    kept = ray.train.get_all_reported_checkpoints(
-        consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
-    )
+    kept = session.kept_checkpoints()
     earlier = sorted(
         (r for r in kept if r.checkpoint.path != latest.path),
         key=lambda r: r.metrics.get("step", -1),

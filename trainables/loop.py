@@ -26,6 +26,7 @@ import ray.train.torch
 import torch
 import torch.nn.functional as F
 
+from trainables import session
 from trainables.checkpointing import (
     LoopPosition,
     checkpoint_at,
@@ -90,7 +91,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     cfg = FinetuneConfig.model_validate(config)
     t = cfg.training
-    ctx = ray.train.get_context()
+    ctx = session.context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     autocast, scaler = precision_tools(t.precision, device)
@@ -115,7 +116,13 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             cfg.model.model_copy(update={"name_or_path": resume_dir}) if resume_dir else cfg.model
         )
         unwrapped = task.build_model(source)
-        model = ray.train.torch.prepare_model(unwrapped)
+        # One in-process rank has no process group: DDP and Train's `prepare_model` (which
+        # calls the Tune-refused `ray.train.get_context`) are for worker groups.
+        model: Any = (  # DDP's `no_sync` below
+            ray.train.torch.prepare_model(unwrapped)
+            if session.is_distributed()
+            else unwrapped.to(device)
+        )
         optimizer = build_optimizer(unwrapped, cfg.optimizer)
         tracker = ImprovementTracker.watching(t.monitor)
         pos = LoopPosition()
@@ -255,11 +262,7 @@ def evaluate_and_report(
         metrics |= evaluate_on("test")
     with tempfile.TemporaryDirectory() as folder:
         save(Path(folder), pos, tracker.state_dict())
-        ray.train.report(
-            metrics,
-            checkpoint=ray.train.Checkpoint.from_directory(folder),
-            checkpoint_upload_fn=persist_checkpoint,
-        )
+        session.report(metrics, ray.train.Checkpoint.from_directory(folder), persist_checkpoint)
 
 
 def _train_metrics(

@@ -16,7 +16,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig
 from ray.train import ScalingConfig as RayScalingConfig
 from ray.train.torch import TorchTrainer
 
-from trainables.config import FinetuneConfig
+from trainables.config import FinetuneConfig, ScalingConfig
 from trainables.objective import Objective
 
 # Ray Train polls its workers this often; a report waits for the previous one to be consumed,
@@ -78,19 +78,13 @@ def build_trainer(
     """
     _controller_env()
     s = cfg.scaling
-    resources = (
-        {"CPU": s.cpus_per_worker}
-        | ({"GPU": s.gpus_per_worker} if s.gpus_per_worker else {})
-        | s.resources
-    )
-    t = cfg.training
     return TorchTrainer(
         train_fn,
         train_loop_config=cfg.model_dump(mode="json"),
         scaling_config=RayScalingConfig(
             num_workers=s.num_workers,
             use_gpu=s.gpus_per_worker > 0,
-            resources_per_worker=resources,
+            resources_per_worker=worker_resources(s),
         ),
         run_config=RunConfig(
             name=run_name,
@@ -98,10 +92,26 @@ def build_trainer(
             storage_filesystem=storage_filesystem,
             callbacks=list(callbacks),
             failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=t.checkpoints_to_keep,
-                checkpoint_score_attribute=t.monitor,
-                checkpoint_score_order=Objective.of(t.monitor).mode,
-            ),
+            checkpoint_config=checkpoint_config(cfg),
         ),
+    )
+
+
+def worker_resources(s: ScalingConfig) -> dict[str, float]:
+    """What one worker holds: its CPUs, GPUs and custom resources."""
+    return (
+        {"CPU": s.cpus_per_worker}
+        | ({"GPU": s.gpus_per_worker} if s.gpus_per_worker else {})
+        | s.resources
+    )
+
+
+def checkpoint_config(cfg: FinetuneConfig) -> CheckpointConfig:
+    """Which checkpoints a run keeps: `training.checkpoints_to_keep`, best by the monitored
+    metric (the latest is always kept too)."""
+    t = cfg.training
+    return CheckpointConfig(
+        num_to_keep=t.checkpoints_to_keep,
+        checkpoint_score_attribute=t.monitor,
+        checkpoint_score_order=Objective.of(t.monitor).mode,
     )

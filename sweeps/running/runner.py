@@ -27,10 +27,10 @@ from sweeps.running.callbacks import (
     wandb_streamer,
 )
 from sweeps.running.confirming import confirmation_stage
-from sweeps.running.placement import Placement, max_evaluations, preflight
+from sweeps.running.placement import Placement, max_evaluations, preflight, trial_scalings
 from sweeps.running.promoting import promote_best
 from sweeps.running.resume import is_resume, save_spec
-from sweeps.running.trial import make_trial_driver
+from sweeps.running.trial import make_trial_driver, trial_resources
 from sweeps.running.tuner import build_tuner
 from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
@@ -152,12 +152,14 @@ def _run_stage(
             SweepProgress(spec.name, spec.objective, spec.trials, planned, progress)
         )
 
+    # `driver_resources` pins trial drivers apart from their workers (e.g. to on-demand nodes,
+    # so a spot reclaim never kills a trial's driver): such trials keep a `TorchTrainer`.
+    in_process = not spec.driver_resources
     driver = ray.tune.with_resources(
-        make_trial_driver(spec.job, folder, checkpoints_to_tune=spec.scheduler.evolves),
-        # Tune refuses an empty request; a token of memory keeps the driver off the CPUs,
-        # which the trial's Train workers hold. `driver_resources` pins it (e.g. to on-demand
-        # nodes, so a spot reclaim never kills a trial's driver).
-        {"CPU": 0, "memory": 1 << 20, **spec.driver_resources},
+        make_trial_driver(
+            spec.job, folder, checkpoints_to_tune=spec.scheduler.evolves, in_process=in_process
+        ),
+        trial_resources(spec.job, in_process, spec.driver_resources),
     )
     if resuming and ray.tune.Tuner.can_restore(folder.uri):
         tuner = _restore(folder, driver, all_callbacks)
@@ -171,6 +173,10 @@ def _run_stage(
             storage=Location.of(spec.storage_path).uri,
             callbacks=all_callbacks,
             quiet=True,
+            # A trial's process imports torch and the model libraries; when every trial runs
+            # its loop in-process, later trials reuse it (not with a TorchTrainer inside: see
+            # `build_tuner`).
+            reuse_actors=in_process and all(s.num_workers == 1 for _, s in trial_scalings(spec)),
             points=points,
         )
     try:

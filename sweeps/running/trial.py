@@ -1,15 +1,19 @@
-"""The per-trial driver: one Tune trial builds and fits one `TorchTrainer`.
+"""The per-trial driver: one Tune trial runs one fine-tuning job.
 
 The driver only turns the trial's sampled values into a job and runs it; the loop reports
-through Train, and knows nothing of Tune. Two ways the reports reach Tune:
+through Train, and knows nothing of Tune. A one-worker job runs its loop in the trial's own
+process (`trainables/in_process.py`: no Train controller or worker processes to start, the
+trial holds the worker's resources); a job of more workers builds and fits a `TorchTrainer`.
+Two ways the reports reach Tune:
 
 - `TuneReportCallback` (Ray's own): metrics and the Train checkpoint's path. Tune holds no
   checkpoint of the trial; a retried trial resumes from its Train run's latest checkpoint.
 - Under PBT, Tune must hold checkpoints to hand from one trial to another (exploit). Train's
-  reports then come to this driver (`ForwardReports`), which reports each to Tune *with* its
-  checkpoint. A trial that Tune starts from a checkpoint (an exploit, or a retry) runs a new
-  Train run whose job starts from it (`start_from`); the first report after an exploit names
-  the trial it copied and that trial's step (`exploited_from`, `exploit_step`).
+  reports then come to this driver (`ForwardReports`, or straight from an in-process loop),
+  which reports each to Tune *with* its checkpoint. A trial that Tune starts from a
+  checkpoint (an exploit, or a retry) runs a new Train run whose job starts from it
+  (`start_from`); the first report after an exploit names the trial it copied and that
+  trial's step (`exploited_from`, `exploit_step`).
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from typing import Any
 
 import ray.tune
 from ray.train.v2.api.callback import UserCallback
-from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune import PlacementGroupFactory
+from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 from ray.util.queue import Queue
 
 from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM
 from sweeps.spec import apply_params
 from sweeps.store.storage import Location
 from trainables.config import FinetuneConfig
-from trainables.trainer import build_trainer
+from trainables.in_process import run_in_process, runs_in_process
+from trainables.trainer import build_trainer, worker_resources
 
 # Who wrote a checkpoint Tune holds, and at which step (Ray's checkpoint metadata).
 _ORIGIN = "sweeps_origin"
@@ -39,6 +45,7 @@ def make_trial_driver(
     folder: Location,
     max_failures: int = 0,
     checkpoints_to_tune: bool = False,
+    in_process: bool = False,
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable that runs one fine-tuning job per trial.
 
@@ -52,6 +59,9 @@ def make_trial_driver(
             CPUs of every later trial on the laptop sweep here.
         checkpoints_to_tune: Report every checkpoint to Tune (what PBT exploits), and start
             from the checkpoint Tune restores the trial with.
+        in_process: Run one-worker jobs' loops in the trial's own process
+            (`trainables/in_process.py`); the trial must then hold the worker's resources
+            (`trial_resources` with the same flag).
     """
 
     def run_trial(params: dict[str, Any]) -> None:
@@ -65,30 +75,82 @@ def make_trial_driver(
             run_name += "-" + hashlib.sha1(start_uri.encode()).hexdigest()[:8]
         job = apply_params(base_job, params, name=trial_id, source=f"trial {trial_id}")
         job = job.model_copy(update={"start_from": start_uri})
-        if not checkpoints_to_tune:
-            build_trainer(
-                job,
-                run_name=run_name,
-                storage_path=folder.join("train").uri,
-                callbacks=[TuneReportCallback()],
-                max_failures=max_failures,
-            ).fit()
-            return
         origin = (start.get_metadata().get(_ORIGIN) if start is not None else None) or {}
         lineage = {}
         if origin.get("trial_id") not in (None, trial_id):
             lineage = {EXPLOITED_FROM: origin["trial_id"], EXPLOIT_STEP: origin["step"]}
+        to_tune = _TuneReports(folder, trial_id, checkpoints_to_tune, lineage)
+        runs = folder.join("train").uri
+        if in_process and runs_in_process(job):
+            on_report = lambda m, c: to_tune(m, c.path if c is not None else None)  # noqa: E731
+            run_in_process(job, run_name=run_name, storage_path=runs, on_report=on_report)
+            return
+        if not checkpoints_to_tune:
+            callbacks: list[Any] = [TuneReportCallback()]
+            build_trainer(
+                job,
+                run_name=run_name,
+                storage_path=runs,
+                callbacks=callbacks,
+                max_failures=max_failures,
+            ).fit()
+            return
         reports: Queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
         trainer = build_trainer(
             job,
             run_name=run_name,
-            storage_path=folder.join("train").uri,
+            storage_path=runs,
             callbacks=[ForwardReports(reports)],
             max_failures=max_failures,
         )
-        _relay(trainer.fit, reports, folder, trial_id, lineage)
+        _relay(trainer.fit, reports, to_tune)
 
     return run_trial
+
+
+def trial_resources(
+    base_job: FinetuneConfig, in_process: bool, driver: dict[str, float]
+) -> Callable[[dict[str, Any]], PlacementGroupFactory]:
+    """What a trial's own process holds, for its params (Tune's `with_resources`).
+
+    A trial that runs its loop in-process holds its worker's resources. One that runs a
+    `TorchTrainer` holds `driver` (the spec's `driver_resources`) and a token of memory: Tune
+    refuses an empty request, and its Train workers hold the CPUs.
+    """
+
+    def of(params: dict[str, Any]) -> PlacementGroupFactory:
+        job = apply_params(base_job, params)
+        if in_process and runs_in_process(job):
+            return PlacementGroupFactory([worker_resources(job.scaling)])
+        return PlacementGroupFactory([{"CPU": 0, "memory": 1 << 20, **driver}])
+
+    return of
+
+
+class _TuneReports:
+    """Reports a Train report to Tune: metrics and the checkpoint's path (what
+    `TuneReportCallback` sends), or under PBT the checkpoint itself, marked with the trial and
+    step that wrote it, and the first report after an exploit naming the trial it copied."""
+
+    def __init__(
+        self, folder: Location, trial_id: str, with_checkpoint: bool, lineage: dict[str, Any]
+    ) -> None:
+        self.folder, self.trial_id, self.with_checkpoint = folder, trial_id, with_checkpoint
+        self.lineage = lineage
+
+    def __call__(self, metrics: dict[str, Any], checkpoint_path: str | None) -> None:
+        if not self.with_checkpoint:
+            path = {CHECKPOINT_PATH_KEY: checkpoint_path} if checkpoint_path else {}
+            ray.tune.report(metrics | path)
+            return
+        checkpoint = None
+        if checkpoint_path:
+            fs = self.folder.at(checkpoint_path).filesystem()[0]
+            checkpoint = ray.tune.Checkpoint(checkpoint_path, filesystem=fs)
+            origin = {"trial_id": self.trial_id, "step": metrics["step"]}
+            checkpoint.update_metadata({_ORIGIN: origin})
+        ray.tune.report(metrics | self.lineage, checkpoint=checkpoint)
+        self.lineage = {}
 
 
 class ForwardReports(UserCallback):
@@ -103,7 +165,7 @@ class ForwardReports(UserCallback):
         # Rank 0's metrics: the loop reduces every metric over the ranks before reporting.
         item = dict(metrics[0])
         if checkpoint is not None:
-            item["checkpoint_path"] = checkpoint.path
+            item[CHECKPOINT_PATH_KEY] = checkpoint.path
         self.reports.put(item)
 
 
@@ -111,13 +173,9 @@ _DONE = "__fit_done__"
 
 
 def _relay(
-    fit: Callable[[], Any],
-    reports: Queue,
-    folder: Location,
-    trial_id: str,
-    lineage: dict[str, Any],
+    fit: Callable[[], Any], reports: Queue, to_tune: Callable[[dict[str, Any], str | None], None]
 ) -> None:
-    """Runs `fit` on a thread and reports each forwarded result to Tune with its checkpoint."""
+    """Runs `fit` on a thread and hands each forwarded report to `to_tune`."""
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -132,12 +190,7 @@ def _relay(
     thread = threading.Thread(target=run, name="train-fit", daemon=True)
     thread.start()
     while not (item := reports.get()).get(_DONE):
-        checkpoint = None
-        if path := item.get("checkpoint_path"):
-            checkpoint = ray.tune.Checkpoint(path, filesystem=folder.at(path).filesystem()[0])
-            checkpoint.update_metadata({_ORIGIN: {"trial_id": trial_id, "step": item["step"]}})
-        ray.tune.report(item | lineage, checkpoint=checkpoint)
-        lineage = {}
+        to_tune(item, item.pop(CHECKPOINT_PATH_KEY, None))
     thread.join()
     if failure:
         raise failure[0]
