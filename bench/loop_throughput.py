@@ -1,17 +1,27 @@
-"""This loop against HF `Trainer`: training samples/s and peak RSS on identical data.
+"""This loop against HF `Trainer` at its best settings, like for like: training samples/s and
+peak memory on identical data.
 
 Both sides fine-tune the embedded MiniLM on the same SST-2 sample (same rows, batch size, max
-length, seed, optimizer and LR), one worker with 2 threads, one epoch, no evaluation or saving
-inside the timed part:
+length, seed, optimizer and LR), one epoch, CPU fp32, each run in a fresh process of its own
+with its threads pinned (`OMP_NUM_THREADS`, `MKL_NUM_THREADS` and `torch.set_num_threads`, each
+side prints what it ran with):
 
-- baseline: `transformers.Trainer` with `DataCollatorWithPadding` (its standard dynamic
-  padding), run in its own subprocess; time = its `train_runtime`.
-- this loop: `trainables.loop.train_fn_per_worker` in a 1-worker `TorchTrainer` (2 CPUs);
-  time = the loop's own training time (reported `samples_per_second`).
+- baseline: `transformers.Trainer` with `DataCollatorWithPadding` (its dynamic padding) at its
+  best setting for the task, `train_sampling_strategy="group_by_length"`; and without it.
+- this loop: `trainables.loop.train_fn_per_worker` as a one-worker sweep trial runs it
+  (`trainables.in_process.run_in_process`: in the process, no Train worker), grouped by length
+  (its default) and not.
 
-Peak RSS is each process's `ru_maxrss`. Prints both and the ratio (this loop / HF).
+Timed: the optimizer steps after the first `--warmup` (thread pools, allocator and first-batch
+costs), on both sides: HF by a `TrainerCallback`'s clock at every step's end, the loop by its own
+step clock (its reports every `--warmup` steps, the first one's window left out). Evaluation and
+checkpoints are outside both clocks. Peak memory: the side's process `ru_maxrss` (each side is
+one process). `--reps` rounds alternate the four runs; medians are printed, then the last line
+`ratio vs HF Trainer (best settings): <x>x samples/s, <y>x peak memory` (loop grouped against
+HF grouped) and the ungrouped ratio.
 
-    .venv/bin/python bench/loop_throughput.py [--rows 1024] [--data ../shared/data/sst2]
+    .venv/bin/python bench/loop_throughput.py [--rows 1024] [--reps 3] [--threads 2]
+        [--data ../shared/data/sst2]
 """
 
 from __future__ import annotations
@@ -20,10 +30,11 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +59,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_hf(train_tsv: str, group_by_length: bool) -> dict[str, float]:
+def threads(n: int) -> dict[str, Any]:
+    """Pins torch's intra-op threads (the environment variables are set by the parent)."""
+    import torch
+
+    torch.set_num_threads(n)
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"),
+    }
+
+
+def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -> dict[str, Any]:
     """The baseline: HF Trainer in this (fresh) process."""
     import pyarrow.csv as pa_csv
     import torch
@@ -57,12 +80,13 @@ def run_hf(train_tsv: str, group_by_length: bool) -> dict[str, float]:
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
+        TrainerCallback,
         TrainingArguments,
     )
 
     from trainables.models import resolve_model_path
 
-    torch.set_num_threads(2)
+    pinned = threads(n_threads)
     path = resolve_model_path("embedded:all-MiniLM-L6-v2")
     tokenizer = AutoTokenizer.from_pretrained(path)
     table = pa_csv.read_csv(
@@ -93,35 +117,43 @@ def run_hf(train_tsv: str, group_by_length: bool) -> dict[str, float]:
         disable_tqdm=True,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
     )
+    ends: list[float] = []
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            if not ends:  # the first step's start
+                ends.append(time.perf_counter())
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            ends.append(time.perf_counter())
+
     trainer = Trainer(
-        model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer)
+        model=model,
+        args=args,
+        train_dataset=rows,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[StepClock()],
     )
-    out = trainer.train()
+    trainer.train()
+    # ends[k] is step k's end (ends[0] the first step's start); every step holds BATCH_SIZE rows
+    # but the epoch's last, which may be short.
+    steps = len(ends) - 1
+    timed_rows = len(rows) - warmup * BATCH_SIZE
     return {
-        "samples_per_second": len(rows) / out.metrics["train_runtime"],
+        "samples_per_second": timed_rows / (ends[steps] - ends[warmup]),
         "peak_rss_mb": peak_rss_mb(),
+        "steps": steps,
+        **pinned,
     }
 
 
-def with_rss(train_fn: Callable[[dict[str, Any]], None], out_file: str) -> Callable:
-    """The real loop, then this worker's peak RSS written to `out_file` (rank 0)."""
-
-    def measured(config: dict[str, Any]) -> None:
-        import ray.train
-
-        train_fn(config)
-        if ray.train.get_context().get_world_rank() == 0:
-            Path(out_file).write_text(json.dumps({"peak_rss_mb": peak_rss_mb()}))
-
-    return measured
-
-
-def run_loop(train_tsv: str, dev_tsv: str, storage: str, group_by_length: bool) -> dict[str, float]:
-    """This project's loop in a 1-worker TorchTrainer."""
-
+def run_loop(
+    train_tsv: str, dev_tsv: str, group_by_length: bool, n_threads: int, warmup: int
+) -> dict[str, Any]:
+    """This project's loop in this (fresh) process, as a one-worker sweep trial runs it."""
+    pinned = threads(n_threads)
     from trainables.config import parse_config
-    from trainables.loop import train_fn_per_worker
-    from trainables.trainer import build_trainer
+    from trainables.in_process import run_in_process
 
     cfg = parse_config(
         {
@@ -134,76 +166,118 @@ def run_loop(train_tsv: str, dev_tsv: str, storage: str, group_by_length: bool) 
             },
             "optimizer": {"lr": LR, "weight_decay": 0.01},
             "schedule": {"name": "linear"},
-            "training": {"batch_size": BATCH_SIZE, "epochs": 1, "seed": SEED},
-            "scaling": {"num_workers": 1, "cpus_per_worker": 2},
+            "training": {
+                "batch_size": BATCH_SIZE,
+                "epochs": 1,
+                "seed": SEED,
+                "eval_every": warmup,
+                "checkpoints_to_keep": 1,
+            },
+            "scaling": {"num_workers": 1, "cpus_per_worker": n_threads},
         }
     )
-    name = f"loop-grouped-{group_by_length}"
-    rss_file = os.path.join(storage, f"{name}-rss.json")
-    trainer = build_trainer(
-        cfg, run_name=name, storage_path=storage, train_fn=with_rss(train_fn_per_worker, rss_file)
-    )
-    result = trainer.fit()
+    reports: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as storage:
+        run_in_process(
+            cfg, run_name="loop", storage_path=storage, on_report=lambda m, _: reports.append(m)
+        )
+    timed = reports[1:]  # the first window holds the warm-up steps
+    rows = sum(r["samples_per_second"] * r["step_seconds"] for r in timed)
     return {
-        "samples_per_second": result.metrics["samples_per_second"],
-        **json.loads(Path(rss_file).read_text()),
+        "samples_per_second": rows / sum(r["step_seconds"] for r in timed),
+        "peak_rss_mb": peak_rss_mb(),
+        "steps": int(reports[-1]["step"]),
+        **pinned,
     }
+
+
+MEASURES = ("samples_per_second", "peak_rss_mb")
+RUNS = {  # name: (side, grouped)
+    "HF Trainer, group_by_length (best)": ("hf", True),
+    "trainables loop (default, grouped)": ("loop", True),
+    "HF Trainer, no grouping": ("hf", False),
+    "trainables loop, no grouping": ("loop", False),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=8, help="untimed first steps, each side")
     parser.add_argument(
         "--data",
         default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"),
     )
-    parser.add_argument("--side", choices=["both", "hf"], default="both", help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["hf", "loop"], help=argparse.SUPPRESS)
     parser.add_argument("--train", help=argparse.SUPPRESS)
+    parser.add_argument("--dev", help=argparse.SUPPRESS)
     parser.add_argument("--group", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side == "hf":
-        print(json.dumps(run_hf(args.train, args.group)))
+        print(json.dumps(run_hf(args.train, args.group, args.threads, args.warmup)))
+        return
+    if args.side == "loop":
+        print(json.dumps(run_loop(args.train, args.dev, args.group, args.threads, args.warmup)))
         return
 
     work = Path(tempfile.mkdtemp(prefix="loop-bench-"))
     train_tsv, dev_tsv = sample_sst2(Path(args.data), args.rows, work)
     print(
         f"SST-2 sample: {args.rows} rows, batch {BATCH_SIZE}, max_length {MAX_LENGTH}, "
-        f"seed {SEED}, 1 worker x 2 threads, CPU fp32",
+        f"seed {SEED}, 1 process x {args.threads} threads, CPU fp32, first {args.warmup} steps "
+        f"untimed, {args.reps} alternating rounds",
         flush=True,
     )
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNS}
+    for rep in range(args.reps):
+        for name, (side, group) in RUNS.items():
+            command = [sys.executable, __file__, "--side", side, "--train", train_tsv]
+            command += ["--dev", dev_tsv, "--threads", str(args.threads)]
+            command += ["--warmup", str(args.warmup)] + (["--group"] if group else [])
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            if done.returncode:
+                sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            results[name].append(run)
+            print(
+                f"round {rep + 1} {name:36s} {run['samples_per_second']:7.1f} samples/s "
+                f"peak RSS {run['peak_rss_mb']:6.0f} MB ({run['steps']} steps, torch threads "
+                f"{run['torch_threads']}, OMP {run['OMP_NUM_THREADS']}, "
+                f"MKL {run['MKL_NUM_THREADS']})",
+                flush=True,
+            )
 
-    def hf(group: bool) -> dict[str, float]:
-        done = subprocess.run(
-            [sys.executable, __file__, "--side", "hf", "--train", train_tsv]
-            + (["--group"] if group else []),
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**os.environ, "OMP_NUM_THREADS": "2"},
-        )
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-    import ray
-
-    baseline = hf(group=False)
-    rows = {"HF Trainer (baseline)": baseline, "HF Trainer, group_by_length": hf(group=True)}
-    ray.init(num_cpus=2, log_to_driver=False)
-    storage = str(work / "storage")
-    ours = run_loop(train_tsv, dev_tsv, storage, group_by_length=True)
-    rows["trainables loop (default)"] = ours
-    rows["trainables loop, no grouping"] = run_loop(train_tsv, dev_tsv, storage, False)
-    ray.shutdown()
-    for name, side in rows.items():
+    median = {
+        name: {
+            k: statistics.median(r[k] for r in runs) for k in ("samples_per_second", "peak_rss_mb")
+        }
+        for name, runs in results.items()
+    }
+    best = median["HF Trainer, group_by_length (best)"]
+    print(f"\nmedians of {args.reps} rounds, against HF Trainer's best settings:")
+    for name, m in median.items():
         print(
-            f"{name:30s} {side['samples_per_second']:8.1f} samples/s   "
-            f"peak RSS {side['peak_rss_mb']:7.0f} MB   "
-            f"{side['samples_per_second'] / baseline['samples_per_second']:.2f}x"
+            f"{name:36s} {m['samples_per_second']:7.1f} samples/s   peak RSS "
+            f"{m['peak_rss_mb']:6.0f} MB   "
+            f"{m['samples_per_second'] / best['samples_per_second']:.2f}x"
         )
+    loop, flat = (
+        median["trainables loop (default, grouped)"],
+        median["trainables loop, no grouping"],
+    )
+    hf_flat = median["HF Trainer, no grouping"]
     print(
-        f"ratio (loop / HF Trainer): "
-        f"{ours['samples_per_second'] / baseline['samples_per_second']:.2f}x samples/s, "
-        f"{ours['peak_rss_mb'] / baseline['peak_rss_mb']:.2f}x peak RSS"
+        f"ungrouped ratio (loop / HF Trainer, both without grouping): "
+        f"{flat['samples_per_second'] / hf_flat['samples_per_second']:.2f}x samples/s, "
+        f"{flat['peak_rss_mb'] / hf_flat['peak_rss_mb']:.2f}x peak memory"
+    )
+    print(
+        f"ratio vs HF Trainer (best settings): "
+        f"{loop['samples_per_second'] / best['samples_per_second']:.2f}x samples/s, "
+        f"{loop['peak_rss_mb'] / best['peak_rss_mb']:.2f}x peak memory"
     )
 
 

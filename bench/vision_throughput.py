@@ -217,27 +217,30 @@ def with_reports(train_fn: Callable[[dict[str, Any]], None], out_file: str) -> C
     the report); then the worker's reports, peak RSS, threads and niceness are written to
     `out_file` (rank 0).
 
-    `ray.train.report` is wrapped in the worker because the run's result keeps only the
-    metrics of its retained checkpoints (2), and every report window is needed here.
+    The loop's report (`trainables.session.report`) is wrapped in the worker because the
+    run's result keeps only the metrics of its retained checkpoints (2), and every report
+    window is needed here.
     """
 
     def measured(config: dict[str, Any]) -> None:
         import ray.train
         import torch
 
+        from trainables import session
+
         reports: list[dict[str, Any]] = []
-        report = ray.train.report
+        report = session.report
 
         def recording(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
             clocks = {"wall": time.perf_counter(), "cpu": time.process_time()}
             reports.append(dict(metrics) | clocks)
             report(metrics, *args, **kwargs)
 
-        ray.train.report = recording
+        session.report = recording
         try:
             train_fn(config)
         finally:
-            ray.train.report = report
+            session.report = report
         if ray.train.get_context().get_world_rank() == 0:
             out = {
                 "reports": reports,

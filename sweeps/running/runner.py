@@ -4,9 +4,11 @@ nothing (the CLI does)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -31,7 +33,7 @@ from sweeps.running.placement import Placement, max_evaluations, preflight, tria
 from sweeps.running.promoting import promote_best
 from sweeps.running.resume import is_resume, save_spec
 from sweeps.running.trial import make_trial_driver, trial_resources
-from sweeps.running.tuner import build_tuner
+from sweeps.running.tuner import build_tuner, state_period
 from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
 from sweeps.store.promotion import BestTrial, Promotion
@@ -180,7 +182,8 @@ def _run_stage(
             points=points,
         )
     try:
-        tuner.fit()
+        with tune_state_every(spec.trials):
+            tuner.fit()
     except Exception as exc:
         if full.error is not None:  # Tune raises it as a TuneError holding its text
             raise full.error from None
@@ -189,6 +192,22 @@ def _run_stage(
             raise StorageError(f"storage_path: {spec.storage_path} is full: {exc}") from exc
         raise
     return streamer
+
+
+@contextlib.contextmanager
+def tune_state_every(trials: int) -> Iterator[None]:
+    """Tune snapshots its experiment state every `state_period(trials)` seconds while this
+    holds, unless the user set the period (`TUNE_GLOBAL_CHECKPOINT_S`, read when `Tuner.fit`
+    starts its controller; Tune's default is at most every 10 s)."""
+    name = "TUNE_GLOBAL_CHECKPOINT_S"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = str(state_period(trials))
+    try:
+        yield
+    finally:
+        del os.environ[name]
 
 
 def _restore(folder: Location, driver: object, callbacks: list[Callback]) -> ray.tune.Tuner:

@@ -139,9 +139,9 @@ class _TuneReports:
         self.lineage = lineage
 
     def __call__(self, metrics: dict[str, Any], checkpoint_path: str | None) -> None:
+        metrics = metrics | ({CHECKPOINT_PATH_KEY: checkpoint_path} if checkpoint_path else {})
         if not self.with_checkpoint:
-            path = {CHECKPOINT_PATH_KEY: checkpoint_path} if checkpoint_path else {}
-            ray.tune.report(metrics | path)
+            ray.tune.report(metrics)
             return
         checkpoint = None
         if checkpoint_path:

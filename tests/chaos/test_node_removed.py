@@ -145,7 +145,6 @@ def test_a_removed_worker_node_moves_its_trials_to_the_other_node_from_their_che
     # lost workers depends on where the trial's Train controller ran: Tune retries the trial
     # (and writes its error.txt) when the controller died with the node, Train restarts the
     # worker group when it did not; either must go on from the checkpoint.
-    assert node_id not in {n["NodeID"] for n in alive_nodes()}
     assert any(row["timestamp"] > removed_at for row in rows), output[-4000:]
     # No trial started again from scratch: what it had checkpointed stayed reported.
     for row in rows:

@@ -21,22 +21,21 @@ def sigkill_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]]
 
         import ray.train
 
+        from trainables import session
         from trainables.loop import train_fn_per_worker
 
         rank = ray.train.get_context().get_world_rank()
         if ray.train.get_checkpoint() is None:
-            real_report = ray.train.report
+            real_report = session.report
 
-            def report_then_die(metrics: dict, checkpoint: Any = None, **kwargs: Any) -> None:
-                real_report(metrics, checkpoint=checkpoint, **kwargs)
+            def report_then_die(metrics: dict, checkpoint: Any, upload: Any) -> None:
+                real_report(metrics, checkpoint, upload)
                 if checkpoint is not None:
-                    ray.train.get_all_reported_checkpoints(
-                        consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED
-                    )
+                    session.kept_checkpoints()  # returns once the checkpoint is committed
                     (Path(marker_dir) / f"killed-rank{rank}").touch()
                     os.kill(os.getpid(), signal.SIGKILL)
 
-            ray.train.report = report_then_die
+            session.report = report_then_die
         else:
             (Path(marker_dir) / f"resumed-rank{rank}").touch()
         train_fn_per_worker(config)

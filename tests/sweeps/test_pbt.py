@@ -1,6 +1,7 @@
-"""PBT end to end on a tiny deterministic model with 2-rank DDP trials: an exploit continues
-exactly from the donor's checkpoint, and the lineage lands in the results file, the report,
-W&B and the promoted model's manifest."""
+"""PBT end to end on a tiny deterministic model with one-worker trials (the loop in the trial's
+process, as on a laptop): an exploit continues exactly from the donor's checkpoint, and the
+lineage lands in the results file, the report, W&B and the promoted model's manifest. A 2-rank
+trial hands Tune every checkpoint through its `TorchTrainer` the same way."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import ray.tune
 
 from sweeps.results.queries import SweepResults
 from sweeps.results.report import write_report
 from sweeps.results.results import params_of
 from sweeps.running.promoting import promote_best
 from sweeps.running.runner import run_sweep
+from sweeps.running.trial import make_trial_driver, trial_resources
 from sweeps.spec import SweepSpec, apply_params, parse_spec
+from sweeps.store.storage import Location
 from tests.sweeps.test_sweep_e2e import tiny_spec
 from tests.wandb_files import offline_runs
 from trainables.trainer import build_trainer
@@ -27,7 +31,7 @@ EVAL_EVERY = 10
 # Long enough that the two trials' training overlaps despite their start-up skew on 2 cores
 # (async PBT compares only trials that are running: with 40 steps one trial here had ended
 # before the other's first report, and no exploit happened); twice that, since every report
-# of the diverging trial is an exploit, and each exploit restarts a 2-rank trial.
+# of the diverging trial is an exploit, and each exploit restarts a trial.
 MAX_STEPS = 80
 
 
@@ -35,7 +39,7 @@ MAX_STEPS = 80
 def pbt_sweep(
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[SweepSpec, Path]:
-    """Two 2-rank trials (half a CPU a rank, so both run at once), PBT every evaluation."""
+    """Two one-worker trials (a CPU each, so both run at once), PBT every evaluation."""
     storage = tmp_path_factory.mktemp("pbt")
     raw = tiny_spec(tiny_model_dir, separable_files, storage)
     raw["name"] = "pbt-tiny"
@@ -46,7 +50,7 @@ def pbt_sweep(
         "checkpoints_to_keep": None,  # the replays below start from any report's checkpoint
     }
     raw["job"]["schedule"] = {"name": "constant"}  # an LR that does not depend on max_steps
-    raw["job"]["scaling"] = {"num_workers": 2, "cpus_per_worker": 0.5}
+    raw["job"]["scaling"] = {"num_workers": 1, "cpus_per_worker": 1}
     raw["search"] = {
         "method": "grid",
         "metric": "val_loss",
@@ -232,3 +236,27 @@ def test_a_run_started_from_a_final_checkpoint_reports_it_once(
     params = params_of(final)
     again = replay(spec, params, final["checkpoint_path"], MAX_STEPS, tmp_path / "final")
     assert again["val_loss"] == pytest.approx(final["val_loss"], rel=1e-5)
+
+
+@pytest.mark.timeout(300)
+def test_a_two_rank_trial_hands_tune_every_checkpoint_marked_with_its_step(
+    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
+) -> None:
+    # What PBT exploits, from a trial that runs a TorchTrainer (reports relayed from Train).
+    raw = tiny_spec(tiny_model_dir, separable_files, tmp_path)
+    raw["job"]["training"] |= {"max_steps": 4, "eval_every": 2, "checkpoints_to_keep": None}
+    raw["job"]["scaling"] = {"num_workers": 2, "cpus_per_worker": 1}
+    job = parse_spec(raw).job
+    folder = Location.of(str(tmp_path))
+    driver = make_trial_driver(job, folder, checkpoints_to_tune=True, in_process=True)
+    tuner = ray.tune.Tuner(
+        ray.tune.with_resources(driver, trial_resources(job, True, {})),
+        run_config=ray.tune.RunConfig(name="relay", storage_path=str(tmp_path)),
+    )
+    (result,) = tuner.fit()
+
+    assert result.error is None
+    steps = [int(m["step"]) for m in result.metrics_dataframe.to_dict("records")]
+    assert steps == [2, 4]
+    held = sorted(c.get_metadata()["sweeps_origin"]["step"] for c, _ in result.best_checkpoints)
+    assert held == steps
