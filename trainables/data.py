@@ -10,8 +10,9 @@ Tokenization happens once, without padding; batches are padded to their own long
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -295,15 +296,46 @@ def build_dataset(
 
 
 @dataclass(frozen=True)
-class TokenizedSplit:
-    """Unpadded token ids per row (one list per model input) and label ids."""
+class Ragged:
+    """Rows of different lengths as one flat array and row offsets (Arrow's list layout):
+    row `r` is `values[offsets[r]:offsets[r + 1]]`, a view. Memory-mapped from prepared tokens,
+    a rank touches only the rows it batches."""
 
-    features: dict[str, list[list[int]]]
+    values: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[int]]) -> Ragged:
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.fromiter((v for r in rows for v in r), dtype=np.int32, count=int(offsets[-1]))
+        return cls(values, offsets)
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        return self.values[self.offsets[row] : self.offsets[row + 1]]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[r] for r in range(len(self)))
+
+    @functools.cached_property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+@dataclass(frozen=True)
+class TokenizedSplit:
+    """Unpadded token ids per row (one ragged column per model input) and label ids."""
+
+    features: dict[str, Ragged]
     labels: np.ndarray
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(ids) for ids in self.features["input_ids"]), dtype=np.int64)
+        return self.features["input_ids"].lengths
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -315,21 +347,23 @@ def tokenize_split(split: LabeledSplit, tokenizer: Any, max_length: int) -> Toke
         split.inputs, split.pairs, truncation=True, max_length=max_length, padding=False
     )
     names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in encoded]
-    return TokenizedSplit({n: encoded[n] for n in names}, split.labels)
+    return TokenizedSplit({n: Ragged.of(encoded[n]) for n in names}, split.labels)
 
 
 def collate(split: TokenizedSplit, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Pads `rows` to their longest row (dynamic padding) and stacks them as tensors."""
-    width = max(len(split.features["input_ids"][r]) for r in rows)
+    ids = np.asarray(rows)
+    offsets = split.features["input_ids"].offsets
+    width = int((offsets[ids + 1] - offsets[ids]).max())
     batch = {}
     for name, column in split.features.items():
         fill = pad_id if name == "input_ids" else 0
         out = np.full((len(rows), width), fill, dtype=np.int64)
         for i, r in enumerate(rows):
-            ids = column[r]
-            out[i, : len(ids)] = ids
+            row = column[r]
+            out[i, : len(row)] = row
         batch[name] = torch.from_numpy(out)
-    batch["labels"] = torch.from_numpy(split.labels[np.asarray(rows)])
+    batch["labels"] = torch.from_numpy(split.labels[ids])
     return batch
 
 

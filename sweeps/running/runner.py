@@ -33,12 +33,14 @@ from sweeps.running.placement import Placement, max_evaluations, preflight, tria
 from sweeps.running.promoting import promote_best
 from sweeps.running.resume import is_resume, save_spec
 from sweeps.running.trial import make_trial_driver, trial_resources
-from sweeps.running.tuner import build_tuner, state_period
+from sweeps.running.tuner import build_tuner
 from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
 from sweeps.store.promotion import BestTrial, Promotion
 from sweeps.store.storage import Location
 from trainables.checkpointing import NO_SPACE_ERRNOS
+from trainables.config import FinetuneConfig
+from trainables.prepared import prepare_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +161,10 @@ def _run_stage(
     in_process = not spec.driver_resources
     driver = ray.tune.with_resources(
         make_trial_driver(
-            spec.job, folder, checkpoints_to_tune=spec.scheduler.evolves, in_process=in_process
+            _with_prepared_data(spec, folder),
+            folder,
+            checkpoints_to_tune=spec.scheduler.evolves,
+            in_process=in_process,
         ),
         trial_resources(spec.job, in_process, spec.driver_resources),
     )
@@ -194,16 +199,36 @@ def _run_stage(
     return streamer
 
 
+def _with_prepared_data(spec: SweepSpec, folder: Location) -> FinetuneConfig:
+    """The sweep's job with its text tokenized once for every trial and rank, under the sweep's
+    folder (`trainables/prepared.py`; kept for a resumed sweep and the confirmation stage)."""
+    try:
+        location = prepare_tokens(spec.job, folder.join("data").uri)
+    except OSError as exc:
+        raise StorageError(f"storage_path: cannot write {folder.uri}: {exc}") from None
+    if location is None:
+        return spec.job
+    return spec.job.model_copy(update={"prepared_data": location})
+
+
 @contextlib.contextmanager
 def tune_state_every(trials: int) -> Iterator[None]:
-    """Tune snapshots its experiment state every `state_period(trials)` seconds while this
-    holds, unless the user set the period (`TUNE_GLOBAL_CHECKPOINT_S`, read when `Tuner.fit`
-    starts its controller; Tune's default is at most every 10 s)."""
+    """While this holds, Tune saves its experiment state (the trials that exist, finished or
+    not) at every turn of its loop, or every `trials / 100` seconds for a sweep of hundreds of
+    trials, unless the user set the period (`TUNE_GLOBAL_CHECKPOINT_S`, read when `Tuner.fit`
+    starts its controller).
+
+    Tune's default is at most every 10 s. A driver killed in between loses the trials started
+    since: the rerun samples them again under new ids and their runs are orphaned. A laptop
+    sweep's trial can start and checkpoint within a second (the chaos test's SIGKILLed driver
+    lost one so with a 1 s period). The state grows with the trials, so a big sweep saves it
+    less often.
+    """
     name = "TUNE_GLOBAL_CHECKPOINT_S"
     if name in os.environ:
         yield
         return
-    os.environ[name] = str(state_period(trials))
+    os.environ[name] = str(trials // 100)
     try:
         yield
     finally:

@@ -83,22 +83,8 @@ def build_tuner(
             checkpoint_config=ray.tune.CheckpointConfig(num_to_keep=None),
             callbacks=list(callbacks),
             verbose=0 if quiet else None,
-            sync_config=ray.tune.SyncConfig(sync_period=state_period(spec.trials)),
         ),
     )
-
-
-def state_period(trials: int) -> int:
-    """Seconds between saves of Tune's experiment state (the trials that exist, finished or
-    not) to the sweep's storage: 1, or `trials / 100` for a big sweep.
-
-    Tune's defaults are a snapshot at most every 10 s, reaching storage at most every 300 s. A
-    driver killed in between loses the trials started since: the rerun samples them again under
-    new ids and their runs are orphaned (a laptop sweep's trials take seconds each: the
-    SIGKILLed driver of the chaos test lost one so). The state grows with the trials, so a big
-    sweep saves it less often.
-    """
-    return max(1, trials // 100)
 
 
 def search_algorithm(

@@ -63,13 +63,21 @@ class Task(Protocol):
 def prepare_task(
     cfg: FinetuneConfig, dataset: Dataset | None = None, model: ModelConfig | None = None
 ) -> Task:
-    """The job's task with its data read and prepared (tokenized, or decoded).
+    """The job's task with its data read and prepared (tokenized, or decoded); a text job
+    takes the tokens its sweep prepared (`trainables/prepared.py`) when they are its own.
 
     Args:
         cfg: The job.
         dataset: Its splits, when already built.
         model: The model whose tokenizer / preprocessing to use (default the job's).
     """
+    if cfg.task == "text" and dataset is None and model is None:
+        from trainables.prepared import load_tokens
+        from trainables.tasks.text import TextTask
+
+        prepared = load_tokens(cfg)
+        if prepared is not None:
+            return TextTask(cfg, None, cfg.model, prepared)
     dataset = dataset or build_dataset(cfg.data, task=cfg.task)
     model = model or cfg.model
     if cfg.task == "image":

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from trainables.config import FinetuneConfig, ModelConfig
-from trainables.data import Dataset, collate, eval_batches, tokenize_split
+from trainables.data import Dataset, TokenizedSplit, collate, eval_batches, tokenize_split
 from trainables.lora import add_lora, has_adapter, load_lora, save_lora
 from trainables.models import build_model, load_tokenizer
 
@@ -20,21 +20,32 @@ class TextTask:
 
     Args:
         cfg: The job.
-        dataset: Its splits.
+        dataset: Its splits (None with `prepared`).
         model: Where the tokenizer comes from (the job's model, or a saved folder).
+        prepared: Its splits' tokens and label names, prepared for its data and tokenizer.
     """
 
     kind = "text"
 
-    def __init__(self, cfg: FinetuneConfig, dataset: Dataset, model: ModelConfig) -> None:
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        dataset: Dataset | None,
+        model: ModelConfig,
+        prepared: tuple[dict[str, TokenizedSplit], tuple[str, ...]] | None = None,
+    ) -> None:
         self.tokenizer = load_tokenizer(model.name_or_path)
         self.pad_id = self.tokenizer.pad_token_id or 0
-        self.label_names = dataset.label_names
         self.job_model = cfg.model
-        self.tokens = {
-            name: tokenize_split(split, self.tokenizer, cfg.data.max_length)
-            for name, split in dataset.splits.items()
-        }
+        if prepared is not None:  # tokenized once for the sweep (`trainables/prepared.py`)
+            self.tokens, self.label_names = prepared
+        else:
+            assert dataset is not None
+            self.label_names = dataset.label_names
+            self.tokens = {
+                name: tokenize_split(split, self.tokenizer, cfg.data.max_length)
+                for name, split in dataset.splits.items()
+            }
         self.group_by_length = cfg.data.group_by_length
 
     @property
