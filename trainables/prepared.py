@@ -53,8 +53,11 @@ def data_key(cfg: FinetuneConfig) -> str | None:
     if cfg.task != "text" or data.hub_dataset:
         return None
     digest = hashlib.sha256()
-    what = {"format": _FORMAT, "data": data.model_dump(mode="json")}
-    what["tokenizer"] = cfg.model.name_or_path
+    what = {
+        "format": _FORMAT,
+        "data": data.model_dump(mode="json"),
+        "tokenizer": cfg.model.name_or_path,
+    }
     digest.update(json.dumps(what, sort_keys=True).encode())
     sources = [u for u in (data.train, data.validation, data.test) if u]
     folder = Path(cfg.model.name_or_path)

@@ -29,7 +29,7 @@ from sweeps.running.callbacks import (
     wandb_streamer,
 )
 from sweeps.running.confirming import confirmation_stage
-from sweeps.running.placement import Placement, max_evaluations, preflight, trial_scalings
+from sweeps.running.placement import Placement, extreme_jobs, max_evaluations, preflight
 from sweeps.running.promoting import promote_best
 from sweeps.running.resume import is_resume, save_spec
 from sweeps.running.trial import make_trial_driver, trial_resources
@@ -40,6 +40,7 @@ from sweeps.store.promotion import BestTrial, Promotion
 from sweeps.store.storage import Location
 from trainables.checkpointing import NO_SPACE_ERRNOS
 from trainables.config import FinetuneConfig
+from trainables.in_process import runs_in_process
 from trainables.prepared import prepare_tokens
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,8 @@ def _run_stage(
             # A trial's process imports torch and the model libraries; when every trial runs
             # its loop in-process, later trials reuse it (not with a TorchTrainer inside: see
             # `build_tuner`).
-            reuse_actors=in_process and all(s.num_workers == 1 for _, s in trial_scalings(spec)),
+            reuse_actors=in_process
+            and all(runs_in_process(job) for _, job in extreme_jobs(spec, "scaling.")),
             points=points,
         )
     try:
