@@ -25,25 +25,29 @@ The two sides:
   are the loop's rows; the transforms, optimizer groups (`timm.optim.param_groups_weight_decay`)
   and the loop itself are written here with torchvision, timm and torch only. Each step (batch
   augmentation, forward, backward, clip, optimizer step) is timed on its own.
-- this loop: `trainables.loop.train_fn_per_worker` (through `trainables.trainer.run_loop`) in
-  a 1-worker `TorchTrainer` with 2 CPUs, built by `trainables.trainer.build_trainer` as a job
-  is; it evaluates the validation split, reports and checkpoints every `--eval-every` steps.
-  Its time is the sum of the reported `step_seconds` (training steps only: evaluation and
-  checkpoints are outside them).
+- this loop: `trainables.loop.train_fn_per_worker` as a one-worker sweep trial runs it
+  (`trainables.in_process.run_in_process`: in the process, no Train controller or worker), in
+  a fresh subprocess of its own like the baseline's (`--side loop`); it evaluates the
+  validation split, reports and checkpoints every `--eval-every` steps. Its time is the sum of
+  the reported `step_seconds` (training steps only: evaluation and checkpoints are outside
+  them). `--loop-in train-worker` runs it instead in a 1-worker `TorchTrainer` with 2 CPUs
+  (`trainables.trainer.build_trainer`, as trials of a spec with `driver_resources` run), with
+  Ray up only for that turn.
 
 Warm-up is excluded on both sides, and it is the same steps: the loop's first report window
 (its first `--eval-every` steps) and the baseline's first `--eval-every` steps. images/s =
 training rows of the remaining steps / their wall time. The sides alternate (baseline, loop,
 baseline, loop, ...) over `--reps` repetitions; the medians and their ratio (this loop /
-plain timm) are printed. Peak RSS is `ru_maxrss` of the process that trains: the baseline
-subprocess, and the loop's Train worker (Ray's Train controller and driver are not counted).
+plain timm) are printed. Peak RSS is `ru_maxrss` of the process that trains: each side's
+subprocess (with `--loop-in train-worker`, the Train worker: Ray's controller and driver are
+not counted).
 
 Each side also prints the CPU cores its training process got (process CPU time / wall time:
-the baseline's timed steps; the loop's worker from its first report to its last, evaluations
+the baseline's timed steps; the loop from its first report to its last, evaluations
 included, so checkpoint I/O lowers it too), a rough check that nothing else on the machine
-took a core from it (2.0 is all of both), and its niceness:
-Ray starts workers 15 nicer than the driver by default, so the bench sets
-`RAY_worker_niceness=0` and both sides run at the driver's niceness.
+took a core from it (2.0 is all of both), and its niceness (Ray starts workers 15 nicer than
+the driver by default, so with `--loop-in train-worker` the bench sets `RAY_worker_niceness=0`
+and both sides run at the driver's niceness).
 
     PYTHONPATH=$PWD .venv/bin/python bench/vision_throughput.py [--reps 3] [--image-size 64]
 """
@@ -212,63 +216,79 @@ def run_baseline(job: dict[str, Any], warmup_steps: int) -> dict[str, Any]:
     }
 
 
-def with_reports(train_fn: Callable[[dict[str, Any]], None], out_file: str) -> Callable:
-    """The real loop, recording every metrics dict it reports (with the wall and CPU clocks at
-    the report); then the worker's reports, peak RSS, threads and niceness are written to
-    `out_file` (rank 0).
+def recording_reports(report: Callable[..., None], reports: list[dict[str, Any]]) -> Callable:
+    """`report`, first recording each metrics dict with the wall and CPU clocks at the report.
 
-    The loop's report (`trainables.session.report`) is wrapped in the worker because the
-    run's result keeps only the metrics of its retained checkpoints (2), and every report
-    window is needed here.
+    The loop's report (`trainables.session.report`) is wrapped because a run keeps only the
+    metrics of its retained checkpoints, and every report window is needed here.
     """
+
+    def recording(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        clocks = {"wall": time.perf_counter(), "cpu": time.process_time()}
+        reports.append(dict(metrics) | clocks)
+        report(metrics, *args, **kwargs)
+
+    return recording
+
+
+def worker_figures(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the loop's process reports of itself, beside its report windows."""
+    import torch
+
+    return {
+        "reports": reports,
+        "peak_rss_mb": peak_rss_mb(),
+        "threads": torch.get_num_threads(),
+        "nice": os.nice(0),
+    }
+
+
+def with_reports(train_fn: Callable[[dict[str, Any]], None], out_file: str) -> Callable:
+    """The real loop for a Train worker, its every report recorded (`recording_reports`); then
+    the worker's figures are written to `out_file` (rank 0)."""
 
     def measured(config: dict[str, Any]) -> None:
         import ray.train
-        import torch
 
         from trainables import session
 
         reports: list[dict[str, Any]] = []
         report = session.report
-
-        def recording(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-            clocks = {"wall": time.perf_counter(), "cpu": time.process_time()}
-            reports.append(dict(metrics) | clocks)
-            report(metrics, *args, **kwargs)
-
-        session.report = recording
+        session.report = recording_reports(report, reports)
         try:
             train_fn(config)
         finally:
             session.report = report
         if ray.train.get_context().get_world_rank() == 0:
-            out = {
-                "reports": reports,
-                "peak_rss_mb": peak_rss_mb(),
-                "threads": torch.get_num_threads(),
-                "nice": os.nice(0),
-            }
-            Path(out_file).write_text(json.dumps(out))
+            Path(out_file).write_text(json.dumps(worker_figures(reports)))
 
     return measured
 
 
-def run_trainables_loop(job: dict[str, Any], storage: str, name: str) -> dict[str, Any]:
-    """This project's loop in a 1-worker TorchTrainer; throughput over reports after the first."""
-    from trainables.config import parse_config
-    from trainables.trainer import build_trainer, run_loop
+def run_in_trial_process(job: dict[str, Any], storage: str) -> dict[str, Any]:
+    """The loop as a one-worker sweep trial runs it, in this (fresh) process."""
+    import torch
 
-    out_file = os.path.join(storage, f"{name}-worker.json")
-    trainer = build_trainer(
-        parse_config(job),
-        run_name=name,
-        storage_path=storage,
-        train_fn=with_reports(run_loop, out_file),
-    )
-    tick = time.perf_counter()
-    trainer.fit()
-    wall = time.perf_counter() - tick
-    worker = json.loads(Path(out_file).read_text())
+    from trainables import session
+    from trainables.config import parse_config
+    from trainables.in_process import run_in_process
+
+    torch.set_num_threads(THREADS)
+    reports: list[dict[str, Any]] = []
+    report = session.report
+    session.report = recording_reports(report, reports)
+    try:
+        run_in_process(
+            parse_config(job), run_name="loop", storage_path=storage, on_report=lambda *_: None
+        )
+    finally:
+        session.report = report
+    return worker_figures(reports)
+
+
+def loop_figures(worker: dict[str, Any], wall: float) -> dict[str, Any]:
+    """The loop side's figures from its process's reports: throughput over reports after the
+    first (its window holds the warm-up steps)."""
     reports = worker["reports"]
     first, last = reports[0], reports[-1]
     # Rows of a window: its rate times its time (the loop reports both, not the count).
@@ -293,19 +313,45 @@ def run_trainables_loop(job: dict[str, Any], storage: str, name: str) -> dict[st
     }
 
 
-def baseline_subprocess(job: dict[str, Any], warmup_steps: int) -> dict[str, Any]:
-    """`run_baseline` in a fresh interpreter, so neither side inherits the other's memory."""
+def run_train_worker_loop(job: dict[str, Any], storage: str, name: str) -> dict[str, Any]:
+    """This project's loop in a 1-worker TorchTrainer (Ray already up)."""
+    from trainables.config import parse_config
+    from trainables.trainer import build_trainer, run_loop
+
+    out_file = os.path.join(storage, f"{name}-worker.json")
+    trainer = build_trainer(
+        parse_config(job),
+        run_name=name,
+        storage_path=storage,
+        train_fn=with_reports(run_loop, out_file),
+    )
+    tick = time.perf_counter()
+    trainer.fit()
+    return loop_figures(json.loads(Path(out_file).read_text()), time.perf_counter() - tick)
+
+
+def loop_subprocess(job: dict[str, Any], storage: str) -> dict[str, Any]:
+    """`run_in_trial_process` in a fresh interpreter, as the baseline runs in one."""
+    tick = time.perf_counter()
+    worker = side_subprocess("loop", job, 0, storage)
+    return loop_figures(worker, time.perf_counter() - tick)
+
+
+def side_subprocess(
+    side: str, job: dict[str, Any], warmup_steps: int, storage: str = ""
+) -> dict[str, Any]:
+    """One side in a fresh interpreter, so neither inherits the other's memory or threads."""
     done = subprocess.run(
         [
-            *(sys.executable, __file__, "--side", "baseline"),
-            *("--job", json.dumps(job), "--warmup", str(warmup_steps)),
+            *(sys.executable, __file__, "--side", side, "--job", json.dumps(job)),
+            *("--warmup", str(warmup_steps), "--storage", storage),
         ],
         capture_output=True,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": str(THREADS)},
     )
     if done.returncode != 0:
-        raise RuntimeError(f"baseline failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"{side} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -313,7 +359,7 @@ def describe(label: str, side: dict[str, Any]) -> str:
     """One line of a side's figures."""
     extra = (
         f"  {side['reports']} reports, final val_accuracy {side['val_accuracy']:.3f}, "
-        f"fit() {side['fit_wall_s']:.0f} s"
+        f"run {side['fit_wall_s']:.0f} s"
         if "reports" in side
         else f"  median step {side['median_step_s'] * 1000:.0f} ms"
     )
@@ -341,13 +387,23 @@ def main() -> None:
     )
     parser.add_argument("--no-mixup", action="store_true")
     parser.add_argument(
-        "--side", choices=["both", "baseline"], default="both", help=argparse.SUPPRESS
+        "--loop-in",
+        choices=["trial", "train-worker"],
+        default="trial",
+        help="the loop as a one-worker trial runs it (default), or in a 1-worker TorchTrainer",
+    )
+    parser.add_argument(
+        "--side", choices=["both", "baseline", "loop"], default="both", help=argparse.SUPPRESS
     )
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--storage", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side == "baseline":
         print(json.dumps(run_baseline(json.loads(args.job), args.warmup)))
+        return
+    if args.side == "loop":
+        print(json.dumps(run_in_trial_process(json.loads(args.job), args.storage)))
         return
 
     job = job_config(
@@ -364,23 +420,27 @@ def main() -> None:
         f"sides; torch {torch.__version__}, {os.cpu_count()} CPUs",
         flush=True,
     )
-    import ray
-
     # Ray starts workers at its default niceness (15) above the driver's: on a machine shared
-    # with other work that would slow the loop's worker against the baseline, which runs at
-    # the driver's. Both sides get the driver's (a user's own setting, not the loop's code).
+    # with other work that would slow a Train worker against the baseline, which runs at the
+    # driver's. Both sides get the driver's (a user's own setting, not the loop's code).
     os.environ.setdefault("RAY_worker_niceness", "0")
     work = Path(tempfile.mkdtemp(prefix="vision-bench-"))
     results: dict[str, list[dict[str, Any]]] = {"baseline": [], "loop": []}
     for rep in range(args.reps):
-        results["baseline"].append(baseline_subprocess(job, args.eval_every))
+        results["baseline"].append(side_subprocess("baseline", job, args.eval_every))
         print(describe(f"[{rep + 1}] plain timm", results["baseline"][-1]), flush=True)
-        # Ray is up only for the loop's turn: the baseline runs without its processes around.
-        ray.init(num_cpus=THREADS, log_to_driver=False)
-        try:
-            results["loop"].append(run_trainables_loop(job, str(work / "storage"), f"loop-{rep}"))
-        finally:
-            ray.shutdown()
+        storage = str(work / f"storage-{rep}")
+        if args.loop_in == "trial":
+            results["loop"].append(loop_subprocess(job, storage))
+        else:
+            import ray
+
+            # Ray is up only for the loop's turn: the baseline runs without its processes.
+            ray.init(num_cpus=THREADS, log_to_driver=False)
+            try:
+                results["loop"].append(run_train_worker_loop(job, storage, f"loop-{rep}"))
+            finally:
+                ray.shutdown()
         print(describe(f"[{rep + 1}] trainables loop", results["loop"][-1]), flush=True)
 
     def median(side: str, key: str) -> float:
@@ -391,8 +451,12 @@ def main() -> None:
     print(f"median over {args.reps} reps:")
     print(f"  plain timm       {base:7.1f} img/s   peak RSS {base_rss:5.0f} MB (the subprocess)")
     print(
-        f"  trainables loop  {ours:7.1f} img/s   peak RSS {ours_rss:5.0f} MB (the Train worker; "
-        "the Train controller and driver processes are not counted)"
+        f"  trainables loop  {ours:7.1f} img/s   peak RSS {ours_rss:5.0f} MB ("
+        + (
+            "the subprocess, as a one-worker trial)"
+            if args.loop_in == "trial"
+            else "the Train worker; the Train controller and driver are not counted)"
+        )
     )
     print(
         f"ratio (trainables loop / plain timm): {ours / base:.2f}x img/s (goal >= 1.0x), "
