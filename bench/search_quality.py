@@ -539,13 +539,16 @@ def replay(task: ReplayTask) -> Outcome:
     )
 
 
-def quiet() -> None:
-    """Silences the libraries, and keeps each replay process to one thread: `gp`'s surrogate
-    runs on torch, whose default of a thread per core oversubscribes a machine that replays on
-    every core (2 processes x 2 threads on 2 cores ran the GP replays ~2x slower)."""
+def one_thread() -> None:
+    """Keeps a replay process to one torch thread: `gp`'s surrogate runs on torch, whose default
+    of a thread per core oversubscribes a machine that replays on every core (2 processes x 2
+    threads on 2 cores ran the GP replays ~2x slower)."""
     import torch
 
     torch.set_num_threads(1)
+
+
+def quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("ray").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -603,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for r in range(args.reps)
     ]
     if args.jobs > 1:
-        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        with multiprocessing.get_context("spawn").Pool(args.jobs, one_thread) as pool:
             outcomes = pool.map(replay, tasks, chunksize=1)
     else:
         outcomes = [replay(t) for t in tasks]
