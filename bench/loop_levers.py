@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from bench.loop_throughput import BATCH_SIZE, LR, MAX_LENGTH, SEED, sample_sst2
+from bench.loop_throughput import BATCH_SIZE, SEED, loop_job, sample_sst2
 
 THREADS = 2
 VARIANTS = ("as shipped", "eager attention", "torch.compile", "dropout by rand")
@@ -75,18 +75,8 @@ def run_variant(variant: str, train_tsv: str, dev_tsv: str, warmup: int) -> dict
     from trainables.optim import build_optimizer
     from trainables.tasks import prepare_task
 
-    cfg = parse_config(
-        {
-            "data": {
-                "train": train_tsv,
-                "validation": dev_tsv,
-                "text_column": "sentence",
-                "max_length": MAX_LENGTH,
-            },
-            "optimizer": {"lr": LR, "weight_decay": 0.01},
-            "training": {"batch_size": BATCH_SIZE, "epochs": 1, "seed": SEED},
-        }
-    )
+    # The job `bench/loop_throughput.py` times (its schedule and reports are not used here).
+    cfg = parse_config(loop_job(train_tsv, dev_tsv, True, THREADS, warmup))
     task = prepare_task(cfg)
     lengths = task.lengths("train")
     assert lengths is not None

@@ -147,6 +147,31 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
     }
 
 
+def loop_job(
+    train_tsv: str, dev_tsv: str, group_by_length: bool, n_threads: int, eval_every: int
+) -> dict[str, Any]:
+    """The loop's job on the sampled rows, as a config mapping (what HF's side is set to)."""
+    return {
+        "data": {
+            "train": train_tsv,
+            "validation": dev_tsv,
+            "text_column": "sentence",
+            "max_length": MAX_LENGTH,
+            "group_by_length": group_by_length,
+        },
+        "optimizer": {"lr": LR, "weight_decay": 0.01},
+        "schedule": {"name": "linear"},
+        "training": {
+            "batch_size": BATCH_SIZE,
+            "epochs": 1,
+            "seed": SEED,
+            "eval_every": eval_every,
+            "checkpoints_to_keep": 1,
+        },
+        "scaling": {"num_workers": 1, "cpus_per_worker": n_threads},
+    }
+
+
 def run_loop(
     train_tsv: str, dev_tsv: str, group_by_length: bool, n_threads: int, warmup: int
 ) -> dict[str, Any]:
@@ -155,27 +180,7 @@ def run_loop(
     from trainables.config import parse_config
     from trainables.in_process import run_in_process
 
-    cfg = parse_config(
-        {
-            "data": {
-                "train": train_tsv,
-                "validation": dev_tsv,
-                "text_column": "sentence",
-                "max_length": MAX_LENGTH,
-                "group_by_length": group_by_length,
-            },
-            "optimizer": {"lr": LR, "weight_decay": 0.01},
-            "schedule": {"name": "linear"},
-            "training": {
-                "batch_size": BATCH_SIZE,
-                "epochs": 1,
-                "seed": SEED,
-                "eval_every": warmup,
-                "checkpoints_to_keep": 1,
-            },
-            "scaling": {"num_workers": 1, "cpus_per_worker": n_threads},
-        }
-    )
+    cfg = parse_config(loop_job(train_tsv, dev_tsv, group_by_length, n_threads, warmup))
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as storage:
         run_in_process(

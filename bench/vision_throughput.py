@@ -219,8 +219,9 @@ def run_baseline(job: dict[str, Any], warmup_steps: int) -> dict[str, Any]:
 def recording_reports(report: Callable[..., None], reports: list[dict[str, Any]]) -> Callable:
     """`report`, first recording each metrics dict with the wall and CPU clocks at the report.
 
-    The loop's report (`trainables.session.report`) is wrapped because a run keeps only the
-    metrics of its retained checkpoints, and every report window is needed here.
+    In a Train worker the loop's report (`trainables.session.report`) is wrapped this way,
+    because a run keeps only the metrics of its retained checkpoints and every report window is
+    needed here.
     """
 
     def recording(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
@@ -269,20 +270,14 @@ def run_in_trial_process(job: dict[str, Any], storage: str) -> dict[str, Any]:
     """The loop as a one-worker sweep trial runs it, in this (fresh) process."""
     import torch
 
-    from trainables import session
     from trainables.config import parse_config
     from trainables.in_process import run_in_process
 
     torch.set_num_threads(THREADS)
     reports: list[dict[str, Any]] = []
-    report = session.report
-    session.report = recording_reports(report, reports)
-    try:
-        run_in_process(
-            parse_config(job), run_name="loop", storage_path=storage, on_report=lambda *_: None
-        )
-    finally:
-        session.report = report
+    # An in-process run hands every report to `on_report`: nothing to wrap.
+    on_report = recording_reports(lambda *_: None, reports)
+    run_in_process(parse_config(job), run_name="loop", storage_path=storage, on_report=on_report)
     return worker_figures(reports)
 
 
