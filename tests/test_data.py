@@ -162,6 +162,20 @@ def test_tokenize_and_collate_pairs_with_dynamic_padding() -> None:
     assert batch["labels"].tolist() == ds.splits["train"].labels.tolist()
 
 
+def test_tokenize_in_chunks_gives_the_tokenizers_own_rows() -> None:
+    tokenizer = load_tokenizer("embedded:all-MiniLM-L6-v2")
+    texts = [f"row {i} " + "word " * (i % 5) for i in range(7)]
+    pairs = [f"pair {i}" for i in range(7)]
+    table = pa.table({"q": texts, "p": pairs, "y": [i % 2 for i in range(7)]})
+    cfg = _cfg(text_column="q", text_pair_column="p", label_column="y")
+    ds = build_dataset(cfg, {"train": table, "validation": table})
+    # 7 rows in chunks of 3: two full chunks and a short one, joined back in order.
+    split = tokenize_split(ds.splits["train"], tokenizer, max_length=8, chunk=3)
+    expected = tokenizer(texts, pairs, truncation=True, max_length=8)
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        assert [row.tolist() for row in split.features[name]] == expected[name]
+
+
 def test_demo_task_is_deterministic_balanced_and_disjoint() -> None:
     a, b = demo_splits(), demo_splits()
     assert a["train"].equals(b["train"])
