@@ -18,7 +18,10 @@ step clock (its reports every `--warmup` steps, the first one's window left out)
 checkpoints are outside both clocks. Peak memory: the side's process `ru_maxrss` (each side is
 one process). `--reps` rounds alternate the four runs; medians are printed, then the last line
 `ratio vs HF Trainer (best settings): <x>x samples/s, <y>x peak memory` (loop grouped against
-HF grouped) and the ungrouped ratio.
+HF grouped) and the ungrouped ratio. A ratio is the median of the rounds' own ratios (each
+side against the other side's run of the same round): this machine's speed drifts by 10-30%
+over minutes, and a round's runs are minutes apart at most, so pairing within a round keeps
+the drift out of the ratio that a ratio of medians (taken from different rounds) lets in.
 
     .venv/bin/python bench/loop_throughput.py [--rows 1024] [--reps 3] [--threads 2]
         [--data ../shared/data/sst2]
@@ -269,20 +272,28 @@ def main() -> None:
             f"{m['peak_rss_mb']:6.0f} MB   "
             f"{m['samples_per_second'] / best['samples_per_second']:.2f}x"
         )
-    loop, flat = (
-        median["trainables loop (default, grouped)"],
-        median["trainables loop, no grouping"],
-    )
-    hf_flat = median["HF Trainer, no grouping"]
+
+    def paired(ours: str, theirs: str, measure: str) -> float:
+        """The median over rounds of `ours / theirs` in `measure` (runs of the same round)."""
+        pairs = zip(results[ours], results[theirs], strict=True)
+        return statistics.median(a[measure] / b[measure] for a, b in pairs)
+
+    loop, flat = "trainables loop (default, grouped)", "trainables loop, no grouping"
+    best_name, hf_flat = "HF Trainer, group_by_length (best)", "HF Trainer, no grouping"
+    per_round = [
+        f"{a['samples_per_second'] / b['samples_per_second']:.2f}x"
+        for a, b in zip(results[loop], results[best_name], strict=True)
+    ]
+    print(f"loop / HF best samples/s per round: {', '.join(per_round)}")
     print(
         f"ungrouped ratio (loop / HF Trainer, both without grouping): "
-        f"{flat['samples_per_second'] / hf_flat['samples_per_second']:.2f}x samples/s, "
-        f"{flat['peak_rss_mb'] / hf_flat['peak_rss_mb']:.2f}x peak memory"
+        f"{paired(flat, hf_flat, 'samples_per_second'):.2f}x samples/s, "
+        f"{paired(flat, hf_flat, 'peak_rss_mb'):.2f}x peak memory"
     )
     print(
         f"ratio vs HF Trainer (best settings): "
-        f"{loop['samples_per_second'] / best['samples_per_second']:.2f}x samples/s, "
-        f"{loop['peak_rss_mb'] / best['peak_rss_mb']:.2f}x peak memory"
+        f"{paired(loop, best_name, 'samples_per_second'):.2f}x samples/s, "
+        f"{paired(loop, best_name, 'peak_rss_mb'):.2f}x peak memory"
     )
 
 

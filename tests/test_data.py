@@ -143,6 +143,21 @@ def test_length_grouping_cuts_padding() -> None:
     assert padded(True) < 0.7 * padded(False)
 
 
+@pytest.mark.parametrize("epoch", [0, 1, 2])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_every_epoch_starts_with_the_batch_holding_the_longest_row(
+    grouped: bool, epoch: int
+) -> None:
+    lengths = np.random.default_rng(epoch).integers(1, 50, size=203)
+    lengths[137] = 60  # the one longest row, somewhere in the middle
+    world = 2
+    first = [
+        epoch_batches(lengths, 4, world, r, seed=5, epoch=epoch, group_by_length=grouped)[0]
+        for r in range(world)
+    ]
+    assert 137 in first[0] + first[1]
+
+
 def test_eval_shards_partition_rows() -> None:
     shards = [shard_rows(11, 3, r) for r in range(3)]
     assert sorted(row for shard in shards for row in shard) == list(range(11))

@@ -429,6 +429,11 @@ def epoch_batches(
     `group_by_length`, rows are sorted by length inside shuffled mega-batches of 50 global
     batches, which cuts padding without making the order predictable. The last global batch is
     topped up with rows from the start so every rank has the same number of batches.
+
+    The global batch that holds the longest row goes first (HF's length-grouped sampler does
+    the same): a batch size that does not fit in memory fails at the first step, not an hour
+    in, and the largest activations of a run's first epoch come before the optimizer's state
+    exists (it is made at the first step), so that epoch's peak memory is lower.
     """
     n = len(lengths)
     order = np.random.default_rng([seed, epoch]).permutation(n)
@@ -445,6 +450,8 @@ def epoch_batches(
         # Length-sorted batches would otherwise come longest-first in every mega-batch.
         shuffle = np.random.default_rng([seed, epoch, 1]).permutation(num_batches)
         batches = [batches[i] for i in shuffle]
+    longest = int(np.argmax([lengths[b].max() for b in batches]))
+    batches[0], batches[longest] = batches[longest], batches[0]
     return [b[rank::world_size].tolist() for b in batches]
 
 

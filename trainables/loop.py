@@ -98,7 +98,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
     task = prepare_task(cfg)  # read, checked, tokenized or decoded: once per worker
     n_train, lengths = task.splits["train"], task.lengths("train")
-    grouped = lengths is not None
+    grouped = lengths is not None and cfg.data.group_by_length
     lengths = lengths if lengths is not None else np.zeros(n_train, dtype=np.int64)
     plan = plan_job(cfg, n_train, world)
     lr_at = lr_schedule(cfg.optimizer.lr, cfg.schedule, plan.total_steps)

@@ -31,7 +31,9 @@ class Task(Protocol):
         ...
 
     def lengths(self, split: str) -> np.ndarray | None:
-        """Per-row lengths to group training batches by, or None for no grouping."""
+        """Per-row sizes that set a batch's memory and time (token counts), or None when every
+        row costs the same (images). Batches are grouped by them when the data asks for it,
+        and the batch holding the largest row goes first in every epoch."""
         ...
 
     def batch(

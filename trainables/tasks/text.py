@@ -46,7 +46,6 @@ class TextTask:
                 name: tokenize_split(split, self.tokenizer, cfg.data.max_length)
                 for name, split in dataset.splits.items()
             }
-        self.group_by_length = cfg.data.group_by_length
 
     @property
     def splits(self) -> dict[str, int]:
@@ -54,8 +53,8 @@ class TextTask:
         return {name: len(split) for name, split in self.tokens.items()}
 
     def lengths(self, split: str) -> np.ndarray | None:
-        """Token counts per row, for length-grouped batches (None when grouping is off)."""
-        return self.tokens[split].lengths if self.group_by_length else None
+        """Token counts per row."""
+        return self.tokens[split].lengths
 
     def batch(
         self, split: str, rows: Sequence[int], train: bool, key: Sequence[int] = ()
