@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import ray.tune
 
 from sweeps.running.schedulers import schedulers
 from sweeps.running.search import methods
 from sweeps.running.tuner import build_tuner
 from sweeps.spec import parse_spec
+from tests.sweeps.cheap import ITERATIONS, cheap_trainable
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
-ITERATIONS = 9
-
-
-def cheap_trainable(config: dict[str, Any]) -> None:
-    """A seeded learning curve: better lr -> higher plateau; 9 reports."""
-    quality = 1.0 - abs(math.log10(config["optimizer.lr"]) + 3.5) / 3
-    for step in range(1, ITERATIONS + 1):
-        ray.tune.report({"val_accuracy": quality * (1 - math.exp(-step / 2)), "step": step})
 
 
 def sweep_spec(method: str, scheduler: str, space: dict[str, Any]) -> Any:

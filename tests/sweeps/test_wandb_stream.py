@@ -19,7 +19,8 @@ from sweeps.running.callbacks import wandb_streamer
 from sweeps.running.runner import run_sweep
 from sweeps.running.tuner import build_tuner
 from sweeps.spec import parse_spec
-from tests.sweeps.test_contract import ITERATIONS, SPACES, cheap_trainable, sweep_spec
+from tests.sweeps.cheap import ITERATIONS, cheap_trainable
+from tests.sweeps.test_contract import SPACES, sweep_spec
 from tests.sweeps.test_sweep_e2e import tiny_spec
 from tests.wandb_files import OfflineRun, offline_runs
 

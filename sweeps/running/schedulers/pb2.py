@@ -11,7 +11,6 @@ parameters are inherited from the donor. Ray's PB2 works on the bounds as given 
 from __future__ import annotations
 
 from ray.tune.schedulers import TrialScheduler
-from ray.tune.schedulers.pb2 import PB2
 
 from sweeps.running.schedulers.base import SchedulerContext, register
 from sweeps.spec import SchedulerSpec
@@ -24,6 +23,10 @@ def pb2(spec: SchedulerSpec, context: SchedulerContext) -> TrialScheduler:
         for key, param in context.space.items()
         if param.kind in ("uniform", "loguniform") and param.when is None
     }
+    # Imported here: Ray's PB2 module imports scikit-learn (~1.2 s), which only a PB2 sweep's
+    # driver needs, not every process that imports the schedulers.
+    from ray.tune.schedulers.pb2 import PB2
+
     return PB2(
         **context.on_evaluations(),
         perturbation_interval=spec.perturbation_interval,
