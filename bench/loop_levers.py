@@ -19,10 +19,10 @@ in a fresh process, alternating over `--reps` rounds (medians printed):
   clip's multiply folded into the fused AdamW step as its `grad_scale` (the step divides the
   gradients by it, as it does for AMP), which saves one pass over the gradients.
 
-Also printed, from the `as shipped` rounds: the step's parts (batch preparation, forward,
-backward, clipping, optimizer), what length grouping leaves of padding (the most padding-free
-packing could remove), and the share of batch preparation (the most overlapping it with
-compute could hide). The first `--warmup` steps are untimed.
+Also printed: each variant's step parts (batch preparation, forward, backward, clipping,
+optimizer) and, from the `as shipped` rounds, what length grouping leaves of padding (the most
+padding-free packing could remove) and the share of batch preparation (the most overlapping it
+with compute could hide). The first `--warmup` steps are untimed.
 
     PYTHONPATH=$PWD .venv/bin/python bench/loop_levers.py [--reps 3] [--data ../shared/data/sst2]
 """
@@ -205,15 +205,17 @@ def main() -> None:
             f"  {variant:16s} {rate:6.1f} samples/s  {rate / base:5.2f}x   first "
             f"{args.warmup} steps {warm:5.1f} s"
         )
-    for variant, rs in runs.items():
-        parts = {p: statistics.median(r["parts_ms"][p] for r in rs) for p in PARTS}
+    medians = {
+        variant: {p: statistics.median(r["parts_ms"][p] for r in rs) for p in PARTS}
+        for variant, rs in runs.items()
+    }
+    for variant, parts in medians.items():
         step = sum(parts.values())
         print(
             f"{variant}, one step: "
             + ", ".join(f"{p} {ms:.1f} ms ({ms / step:.0%})" for p, ms in parts.items())
         )
-    shipped = runs[VARIANTS[0]]
-    parts = {p: statistics.median(r["parts_ms"][p] for r in shipped) for p in PARTS}
+    shipped, parts = runs[VARIANTS[0]], medians[VARIANTS[0]]
     step = sum(parts.values())
     print(
         f"padding left by length grouping: {shipped[0]['padding']:.1%} of real tokens (the most "

@@ -273,18 +273,18 @@ def main() -> None:
             f"{m['samples_per_second'] / best['samples_per_second']:.2f}x"
         )
 
-    def paired(ours: str, theirs: str, measure: str) -> float:
-        """The median over rounds of `ours / theirs` in `measure` (runs of the same round)."""
+    def ratios(ours: str, theirs: str, measure: str) -> list[float]:
+        """`ours / theirs` in `measure`, round by round (runs of the same round)."""
         pairs = zip(results[ours], results[theirs], strict=True)
-        return statistics.median(a[measure] / b[measure] for a, b in pairs)
+        return [a[measure] / b[measure] for a, b in pairs]
+
+    def paired(ours: str, theirs: str, measure: str) -> float:
+        return statistics.median(ratios(ours, theirs, measure))
 
     loop, flat = "trainables loop (default, grouped)", "trainables loop, no grouping"
     best_name, hf_flat = "HF Trainer, group_by_length (best)", "HF Trainer, no grouping"
-    per_round = [
-        f"{a['samples_per_second'] / b['samples_per_second']:.2f}x"
-        for a, b in zip(results[loop], results[best_name], strict=True)
-    ]
-    print(f"loop / HF best samples/s per round: {', '.join(per_round)}")
+    per_round = ", ".join(f"{x:.2f}x" for x in ratios(loop, best_name, "samples_per_second"))
+    print(f"loop / HF best samples/s per round: {per_round}")
     print(
         f"ungrouped ratio (loop / HF Trainer, both without grouping): "
         f"{paired(flat, hf_flat, 'samples_per_second'):.2f}x samples/s, "
