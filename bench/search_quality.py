@@ -12,16 +12,30 @@ recorded seconds of that evaluation. A proposed point takes the **nearest record
 configuration** (categorical values first, then distance in design steps: one learning-rate level,
 one batch-size doubling); each trial draws one of the configuration's recorded seeds.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/search_quality.py [--reps 30] [--jobs 2]
+    PYTHONPATH=$PWD .venv/bin/python bench/search_quality.py [--reps 30] [--jobs 2] \
+        [--methods NAME ...] [--plot docs/search_quality_cdf.png]
+
+Every printed figure of a method comes from its own repetitions and its own seeded bootstrap
+generator, so a run of some `--methods` prints their rows exactly as a run of all does.
+
+"HF hps default" is `Trainer.hyperparameter_search(backend="optuna")` as the pinned transformers
+runs it by default (tests/bench/test_search_quality.py pins it): its default space (lr 1e-6..1e-4,
+1-5 epochs, seed 1-40, batch 4-64), Optuna's TPE, 20 trials, one at a time at any worker count,
+each scored once by the evaluation after its training (`eval_strategy="no"`: no intermediate
+report, so nothing to prune, and no intermediate validation pass to pay for); maximizing val
+accuracy, as a user would set it.
 
 Printed per method and worker count: the median simulated wall time to reach the target (the
-95th percentile of the table's final validation accuracies) with a 95% bootstrap interval; the
+95th percentile of the table's final validation accuracies) with a 95% bootstrap interval, and
+its distribution (reached fraction, 10th / 50th / 90th percentiles; a repetition that never
+reached it counts as +inf), optionally as a CDF plot (`--plot`); the
 test accuracy of the configuration it would promote (its best validation report so far) at
 0.25x, 0.5x and 1x the compute of the full design (every configuration run once); how often that
 test score is more than 1 point below the table's best (the best configuration's mean final
 test accuracy); the same test accuracies when a confirmation stage (top 3 x 3 seeds) follows
-the search, with that stage's compute; and last `time-to-target vs random: <x>x, vs HF hps
-default: <y>x` for the project's default method (sweeps/examples/laptop.yaml: tpe + asha).
+the search, with that stage's compute; and last `time-to-target vs random: <x>x [95% CI a-b],
+vs HF hps default: <y>x [95% CI c-d]` for the project's default method
+(sweeps/examples/laptop.yaml: tpe + asha) at the first worker count.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import multiprocessing
 import sys
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +65,10 @@ MAX_T = 6  # evaluations of a recorded run: the schedulers' horizon
 #: Distance weights of the nearest-configuration lookup: one step of the design is 1.
 _LR_STEP = 0.6  # decades between two recorded learning rates
 _CATEGORICAL_MISMATCH = 100.0
+#: A validation pass's seconds per test pass second: the table times the test pass apart
+#: (`test_seconds`) but folds the validation pass into `seconds`; both run the same evaluation
+#: loop, over 300 rows (20% of the 1,500-row subset) and 872 rows (the SST-2 dev file).
+_VAL_PER_TEST_ROW = 300 / 872
 
 PENDING, RUNNING, PAUSED, TERMINATED = "PENDING", "RUNNING", "PAUSED", "TERMINATED"
 
@@ -65,6 +84,8 @@ class Curve:
     test: np.ndarray
     seconds: np.ndarray
     config_id: int = -1
+    #: Per evaluation, the estimated seconds of its validation pass (part of `seconds`).
+    val_seconds: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ class Table:
                 np.array([r["test_accuracy"] for r in run]),
                 np.array([r["seconds"] for r in run]),
                 key[0],
+                np.array([r.get("test_seconds", 0.0) * _VAL_PER_TEST_ROW for r in run]),
             )
         return cls(configs, curves)
 
@@ -211,6 +233,7 @@ class Simulation:
     trials: list[SimTrial] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
     stalled: bool = False
+    peak_running: int = 0  # most trials running at once
     _events: list[tuple[float, int, SimTrial]] = field(default_factory=list)
     _now: float = 0.0
     _compute: float = 0.0
@@ -239,6 +262,7 @@ class Simulation:
 
     def _start(self, trial: SimTrial) -> None:
         trial.status = RUNNING
+        self.peak_running = max(self.peak_running, self._running())
         self._seq += 1
         heapq.heappush(
             self._events, (self._now + trial.curve.seconds[trial.done], self._seq, trial)
@@ -372,11 +396,32 @@ def project_space(lrs: Sequence[float] | None = None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Method:
-    """A replayed method: the spec's search method and scheduler section."""
+    """A replayed method: the spec's search method and scheduler section, and how a sweep of it
+    runs its trials.
+
+    Attributes:
+        trials: Trials it starts at most (None: until the compute budget is spent).
+        concurrency: Trials at once (None: as many as the row's workers).
+        reports: "every" evaluation reaches the searcher and scheduler, or only the one at the
+            trial's "end" (its intermediate evaluations are not run at all).
+    """
 
     name: str
     search: str
     scheduler: dict[str, Any]
+    trials: int | None = None
+    concurrency: int | None = None
+    reports: str = "every"
+
+
+#: `Trainer.hyperparameter_search`'s defaults in the pinned transformers (tests/bench pins them):
+#: `n_trials=20`; its Optuna backend calls `study.optimize(n_jobs=kwargs.pop("n_jobs", 1))`, one
+#: trial at a time whatever the machine has; `TrainingArguments.eval_strategy="no"`, so a trial
+#: is scored by the `trainer.evaluate()` after its training and reports nothing before (Optuna's
+#: default MedianPruner never sees an intermediate value and cannot prune).
+HF_N_TRIALS = 20
+HF_CONCURRENCY = 1
+HF_REPORTS = "end"
 
 
 METHODS = (
@@ -388,7 +433,14 @@ METHODS = (
     Method("tpe+asha", "tpe", {"name": "asha", "grace_period": 1, "reduction_factor": 3}),
     Method("hyperband", "random", {"name": "hyperband", "reduction_factor": 3}),
     Method("median", "random", {"name": "median", "grace_period": 1}),
-    Method("HF hps default", "hf", {"name": "fifo"}),
+    Method(
+        "HF hps default",
+        "hf",
+        {"name": "fifo"},
+        trials=HF_N_TRIALS,
+        concurrency=HF_CONCURRENCY,
+        reports=HF_REPORTS,
+    ),
 )
 DEFAULT_METHOD = "tpe+asha"  # sweeps/examples/laptop.yaml: method tpe, scheduler asha
 
@@ -424,19 +476,24 @@ def build(method: Method, table: Table, seed: int, workers: int) -> tuple[Any, A
     scheduler = make_scheduler(spec.scheduler, context)
     if method.search == "hf":
         # transformers' `hyperparameter_search(backend="optuna")` default: its default space,
-        # Optuna's default TPESampler, no pruner.
+        # Optuna's default TPESampler (seeded here for a reproducible replay); the default
+        # MedianPruner is left out because no intermediate value ever reaches it. Direction:
+        # maximize val accuracy, what a user sets (the default "minimize" of the default
+        # objective, eval loss or the sum of the metrics, would not search for accuracy).
         searcher = OptunaSearch(
             space=default_hp_space_optuna,
             metric="val_accuracy",
             mode="max",
             sampler=optuna.samplers.TPESampler(seed=seed),
         )
-        resolve = _hf_resolver(table)
+        resolve = _hf_resolver(table, end_only_reports=method.reports == "end")
     else:
         searcher = search_algorithm(spec, fixed)
         resolve = _project_resolver(table)
-    cap = spec.trials if method.search == "grid" else 100_000
-    return ConcurrencyLimiter(searcher, max_concurrent=workers), scheduler, resolve, cap or 100_000
+    cap = spec.trials if method.search == "grid" else method.trials
+    concurrency = method.concurrency or workers
+    limited = ConcurrencyLimiter(searcher, max_concurrent=concurrency)
+    return limited, scheduler, resolve, cap or 100_000
 
 
 def _pick(table: Table, point: dict[str, Any], rng: np.random.Generator) -> Curve:
@@ -454,11 +511,29 @@ def _project_resolver(table: Table) -> Resolver:
     return resolve
 
 
-def _hf_resolver(table: Table) -> Resolver:
+def end_only(curve: Curve, evaluations: int) -> Curve:
+    """A run of the first `evaluations` evaluations of `curve` that evaluates only at its end
+    (`eval_strategy="no"`, then `trainer.evaluate()`): one report, the last one's scores, after
+    all their training and one validation pass (the skipped passes' estimated seconds taken off;
+    a table without them keeps the full seconds)."""
+    skipped = (
+        0.0 if curve.val_seconds is None else float(curve.val_seconds[: evaluations - 1].sum())
+    )
+    return Curve(
+        curve.val[evaluations - 1 : evaluations],
+        curve.test[evaluations - 1 : evaluations],
+        np.array([float(curve.seconds[:evaluations].sum()) - skipped]),
+        curve.config_id,
+    )
+
+
+def _hf_resolver(table: Table, end_only_reports: bool = True) -> Resolver:
     """HF's point -> a recorded run: HF's fixed defaults (AdamW, no weight decay, no warmup, no
-    freezing) for the rest; its seed picks the recorded seed (seed mod the seeds recorded); its
-    epochs (1..5) run the first ceil(6 * epochs / 5) evaluations of the recorded 6-evaluation run
-    (an approximation: the recorded run's linear decay is stretched over its whole length)."""
+    freezing) for the rest; its seed (1..40) picks the recorded seed (seed mod the 3 seeds
+    recorded: HF's default space searches the seed, so it can learn a lucky one); its epochs
+    (1..5) run the first ceil(6 * epochs / 5) evaluations of the recorded 6-evaluation run (an
+    approximation: the recorded run's linear decay is stretched over its whole length). With
+    `end_only_reports` the run reports once, at its end (`end_only`)."""
 
     def resolve(config: dict[str, Any], rng: np.random.Generator) -> tuple[Curve, int]:
         point = {
@@ -472,7 +547,10 @@ def _hf_resolver(table: Table) -> Resolver:
         config_id = table.nearest(point)
         seeds = table.seeds(config_id)
         curve = table.curves[config_id, seeds[config["seed"] % len(seeds)]]
-        return curve, min(len(curve.val), math.ceil(MAX_T * config["num_train_epochs"] / 5))
+        evaluations = min(len(curve.val), math.ceil(MAX_T * config["num_train_epochs"] / 5))
+        if end_only_reports:
+            return end_only(curve, evaluations), 1
+        return curve, evaluations
 
     return resolve
 
@@ -493,6 +571,8 @@ class Outcome:
     confirm_cost: float  # that stage's compute after the 1x search, worker-seconds
     trials: int
     stalled: bool
+    peak_running: int = 0  # most trials running at once
+    reports: int = 0  # evaluations the searcher and scheduler saw
 
 
 BUDGETS = (0.25, 0.5, 1.0)
@@ -521,7 +601,7 @@ def replay(task: ReplayTask) -> Outcome:
         searcher,
         scheduler,
         resolve,
-        task.workers,
+        task.method.concurrency or task.workers,
         compute_budget=task.horizon * cost,
         rng=np.random.default_rng(task.rep),
         max_trials=cap,
@@ -536,6 +616,8 @@ def replay(task: ReplayTask) -> Outcome:
         confirmed(sim, table, cost)[1],
         len(sim.trials),
         sim.stalled,
+        sim.peak_running,
+        len(sim.reports),
     )
 
 
@@ -584,6 +666,63 @@ def _fmt_s(x: float) -> str:
     return "never" if math.isinf(x) else f"{x:.0f}s"
 
 
+def row_rng(*key: object) -> np.random.Generator:
+    """A bootstrap generator of its own for each printed figure (seeded by its method names and
+    worker count), so a run of some methods prints their rows exactly as a run of all does."""
+    return np.random.default_rng(zlib.crc32("/".join(map(str, key)).encode()))
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """The empirical q-quantile (no interpolation: a "not reached" repetition is +inf, and an
+    interpolated quantile next to one would be inf or NaN by arithmetic, not by rank)."""
+    return float(np.quantile(values, q, method="inverted_cdf"))
+
+
+def plot_cdf(ttt: dict[tuple[str, int], np.ndarray], workers: Sequence[int], path: Path) -> None:
+    """Writes the empirical CDF of time to target, one panel per worker count: the fraction of
+    repetitions that reached the target by each simulated second (a curve that stays below 1
+    has repetitions that never reached it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(workers), figsize=(6 * len(workers), 4.5), squeeze=False)
+    for ax, w in zip(axes[0], workers, strict=True):
+        finite_max = max(
+            (
+                float(t[np.isfinite(t)].max())
+                for (_, ww), t in ttt.items()
+                if ww == w and np.isfinite(t).any()
+            ),
+            default=1.0,
+        )
+        for (name, ww), times in ttt.items():
+            if ww != w:
+                continue
+            reached = np.sort(times[np.isfinite(times)])
+            xs = np.concatenate([[1.0], reached, [finite_max * 1.2]])
+            ys = np.concatenate([[0.0], np.arange(1, len(reached) + 1), [len(reached)]]) / len(
+                times
+            )
+            style = (
+                {"linewidth": 2.5} if name in (DEFAULT_METHOD, "HF hps default", "random") else {}
+            )
+            ax.step(xs, ys, where="post", label=name, **style)
+        ax.set_xscale("log")  # the methods' times span 20 s to several hundred
+        ax.set_title(f"{w} worker(s)")
+        ax.set_xlabel("simulated wall seconds to the target")
+        ax.set_ylabel("fraction of repetitions that reached it")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Time to target on the recorded curves (bench/search_quality.py)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--table", type=Path, default=TABLE)
@@ -594,6 +733,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--horizon", type=float, default=2.0, help="simulated compute, times the full design's"
     )
+    parser.add_argument("--plot", type=Path, default=None, help="write the CDF plot here (PNG)")
     args = parser.parse_args(argv)
     quiet()
     table = Table.read(args.table)
@@ -617,7 +757,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"worker-s; best configuration's mean test accuracy {table.best_test:.4f}; "
         f"{args.reps} repetitions; replay {time.perf_counter() - started:.0f} s"
     )
-    rng = np.random.default_rng(0)
     header = (
         f"{'method':16s} {'workers':>7s} {'time to target [95% CI]':>28s} {'reached':>8s} "
         + " ".join(f"{'test@' + str(f) + 'x':>10s}" for f in BUDGETS)
@@ -630,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             mine = [o for o in outcomes if o.method == m.name and o.workers == w]
             times = np.array([o.time_to_target for o in mine])
             ttt[m.name, w] = times
-            med, lo, hi = bootstrap_median(times, rng)
+            med, lo, hi = bootstrap_median(times, row_rng(m.name, w))
             tests = np.array([o.tests for o in mine])
             below = np.mean(tests[:, -1] < table.best_test - 0.01)
             print(
@@ -640,6 +779,30 @@ def main(argv: Sequence[str] | None = None) -> None:
                 + f" {below:19.0%} {np.mean([o.trials for o in mine]):7.1f}"
                 f" {sum(o.stalled for o in mine):7d}"
             )
+    print(
+        "time to target, its distribution over the repetitions (simulated s; a repetition that "
+        "never reached the target counts as +inf, so a percentile above the reached fraction "
+        "reads 'never'); how each method ran (trials started, most running at once, reports "
+        "seen by its searcher and scheduler per trial):"
+    )
+    print(
+        f"{'method':16s} {'workers':>7s} {'reached':>8s} {'p10':>7s} {'median':>7s} {'p90':>7s}"
+        f" {'trials':>7s} {'at once':>8s} {'reports/trial':>14s}"
+    )
+    for w in args.workers:
+        for m in methods:
+            mine = [o for o in outcomes if o.method == m.name and o.workers == w]
+            times = ttt[m.name, w]
+            print(
+                f"{m.name:16s} {w:7d} {np.isfinite(times).mean():8.0%}"
+                f" {_fmt_s(percentile(times, 0.1)):>7s} {_fmt_s(float(np.median(times))):>7s}"
+                f" {_fmt_s(percentile(times, 0.9)):>7s}"
+                f" {np.mean([o.trials for o in mine]):7.1f} {max(o.peak_running for o in mine):8d}"
+                f" {sum(o.reports for o in mine) / max(1, sum(o.trials for o in mine)):14.2f}"
+            )
+    if args.plot:
+        plot_cdf(ttt, args.workers, args.plot)
+        print(f"CDF plot: {args.plot}")
     print(
         "with a confirmation stage after the search (top 3 configurations x the 3 recorded "
         "seeds, full length; promoted: the best-mean configuration's best run):"
@@ -666,8 +829,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if {DEFAULT_METHOD, "random", "HF hps default"} <= names:
         lines = []
         for w in args.workers:
-            r = ratio_interval(ttt["random", w], ttt[DEFAULT_METHOD, w], rng)
-            h = ratio_interval(ttt["HF hps default", w], ttt[DEFAULT_METHOD, w], rng)
+            r = ratio_interval(
+                ttt["random", w], ttt[DEFAULT_METHOD, w], row_rng("random", DEFAULT_METHOD, w)
+            )
+            h = ratio_interval(
+                ttt["HF hps default", w],
+                ttt[DEFAULT_METHOD, w],
+                row_rng("HF hps default", DEFAULT_METHOD, w),
+            )
             lines.append((w, r, h))
         for w, r, h in lines:
             print(
@@ -675,7 +844,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"vs HF hps default {h[0]:.2f}x [{h[1]:.2f}, {h[2]:.2f}]"
             )
         _, r, h = lines[0]
-        print(f"time-to-target vs random: {r[0]:.2f}x, vs HF hps default: {h[0]:.2f}x")
+        print(
+            f"time-to-target vs random: {r[0]:.2f}x [95% CI {r[1]:.2f}-{r[2]:.2f}], "
+            f"vs HF hps default: {h[0]:.2f}x [95% CI {h[1]:.2f}-{h[2]:.2f}]"
+        )
     sys.stdout.flush()
 
 
