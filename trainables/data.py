@@ -413,6 +413,19 @@ def collate(split: TokenizedSplit, rows: Sequence[int], pad_id: int) -> dict[str
     return batch
 
 
+def length_group_rows(n: int, global_batch: int) -> int:
+    """Rows in one mega-batch that `epoch_batches` sorts by length, for `n` rows.
+
+    HF's length-grouped sampler's rule (`transformers.trainer_pt_utils.
+    get_length_grouped_indices`), counted in global batches: 50 global batches, or as many as
+    make 4 mega-batches when the data has fewer than 200 global batches, and at least one.
+    A fixed 50 would sort a dataset of up to 50 global batches as one block, so its batches
+    would hold the same rows in every epoch but for rows of equal length; with at least 4
+    blocks, which rows share a batch changes from epoch to epoch (at the cost of more padding).
+    """
+    return max(min(n // (4 * global_batch), 50), 1) * global_batch
+
+
 def epoch_batches(
     lengths: np.ndarray,
     batch_size: int,
@@ -426,9 +439,10 @@ def epoch_batches(
 
     A global batch holds `batch_size * world_size` rows and every rank gets an interleaved
     share, so ranks see similar lengths and finish their steps together. With
-    `group_by_length`, rows are sorted by length inside shuffled mega-batches of 50 global
-    batches, which cuts padding without making the order predictable. The last global batch is
-    topped up with rows from the start so every rank has the same number of batches.
+    `group_by_length`, rows are sorted by length inside shuffled mega-batches (see
+    `length_group_rows` for their size), which cuts padding without making the order
+    predictable. The last global batch is topped up with rows from the start so every rank has
+    the same number of batches.
 
     The global batch that holds the longest row goes first (HF's length-grouped sampler does
     the same): a batch size that does not fit in memory fails at the first step, not an hour
@@ -439,7 +453,7 @@ def epoch_batches(
     order = np.random.default_rng([seed, epoch]).permutation(n)
     global_size = batch_size * world_size
     if group_by_length:
-        mega = global_size * 50
+        mega = length_group_rows(n, global_size)
         chunks = [order[i : i + mega] for i in range(0, n, mega)]
         order = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
     num_batches = math.ceil(n / global_size)
