@@ -127,6 +127,12 @@ class DataConfig(_Section):
 
     Images in a table are an `image_column` of file paths (relative to the table's folder,
     or URIs) or of encoded image bytes.
+
+    Labels by task: `text` / `image` one class per row (a name or, with `label_names`, an
+    id); `regression` a number per row in `label_column`, or one per column of
+    `label_columns` (several targets); `multi_label` a list of classes per row (a JSON /
+    Parquet list, a JSON list written as a string, or a string split by `label_separator`,
+    e.g. `"3,27"`), names or, with `label_names`, ids.
     """
 
     train: str | None = None
@@ -140,7 +146,11 @@ class DataConfig(_Section):
     image_column: str | None = None
     text_pair_column: str | None = None
     label_column: str = "label"
+    #: Regression with several targets: one numeric column per target (`label_column` unused).
+    label_columns: tuple[str, ...] | None = Field(default=None, min_length=1)
     label_names: tuple[str, ...] | None = None
+    #: Multi-label: what separates the classes of a row written as a plain string.
+    label_separator: str = Field(default=",", min_length=1)
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     split_seed: int = 0
@@ -256,7 +266,11 @@ class TrainingConfig(_Section):
         eval_every: Evaluate (report, checkpoint) every N optimizer steps, or each `epoch`.
         early_stopping_patience: Stop after this many evaluations without improvement of
             `monitor`; None never stops early.
-        monitor: The validation metric early stopping and plateau scheduling watch.
+        monitor: The validation metric early stopping, plateau scheduling and checkpoint
+            retention watch: one the job's task reports (`trainables.reporting.TASK_METRICS`),
+            in its natural direction.
+        threshold: Multi-label: a class is predicted when its sigmoid probability is at least
+            this (searchable like any field).
         label_smoothing: Cross-entropy label smoothing.
         precision: `auto` is bf16 autocast on a GPU that has it, else fp32.
         seed: Seeds model head initialisation, dropout and batch order.
@@ -269,7 +283,8 @@ class TrainingConfig(_Section):
     max_steps: int | None = Field(default=None, ge=1)
     eval_every: int | Literal["epoch"] = "epoch"
     early_stopping_patience: int | None = Field(default=None, ge=1)
-    monitor: Literal["val_loss", "val_accuracy", "val_f1_macro"] = "val_loss"
+    monitor: str = "val_loss"
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 42
@@ -304,10 +319,12 @@ class FinetuneConfig(_Section):
 
     name: str = Field(default="finetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     storage_path: str = "./results"
-    #: Text or image classification; unset, inferred from the data and model (images when
-    #: the data has an image column or folder or is `builtin: digits`, or the model names a
-    #: vision model), else text.
-    task: Literal["text", "image"] = "text"
+    #: `text` or `image` classification, `regression` (a number, or several, per text or
+    #: pair), `multi_label` (a set of classes per text). Unset, inferred from the data and
+    #: model: images when the data has an image column or folder or is `builtin: digits`, or
+    #: the model names a vision model; regression when `data.label_columns` is set or the
+    #: label column of a local train file holds floats (said in a logged warning); else text.
+    task: Literal["text", "image", "regression", "multi_label"] = "text"
     #: A checkpoint folder or URI to start from when the job's run has no checkpoint of its
     #: own: weights, optimizer state, loop position and RNG streams (PBT's exploit).
     start_from: str | None = None
@@ -333,17 +350,34 @@ class FinetuneConfig(_Section):
         data = data if isinstance(data, DataConfig) else _loose(DataConfig, data)
         model = model if isinstance(model, ModelConfig) else _loose(ModelConfig, model)
         is_image = bool(data and data.has_images) or bool(model and model.is_vision)
-        raw = {**raw, "task": "image" if is_image else "text"}
+        task = "image" if is_image else "regression" if _numeric_labels(data) else "text"
+        raw = {**raw, "task": task}
         if is_image and isinstance(raw.get("model"), dict | None):
             raw["model"] = {"name_or_path": EMBEDDED_VISION_MODEL, **(raw.get("model") or {})}
         return raw
 
     @model_validator(mode="after")
     def _model_fits_the_task(self) -> FinetuneConfig:
-        valid = {
-            "text": ("none", "embeddings", "layers", "backbone"),
-            "image": ("none", "backbone", "stages"),
-        }[self.task]
+        from trainables.reporting import task_metrics
+
+        metrics = task_metrics(self.task)
+        if self.training.monitor not in metrics:
+            raise ValueError(
+                f"training.monitor: {self.training.monitor!r} is not reported by task "
+                f"{self.task!r}; its metrics: {', '.join(metrics)}"
+            )
+        if self.data.label_columns and self.task != "regression":
+            raise ValueError(
+                f"data.label_columns: several target columns are for task: regression, "
+                f"not {self.task!r}"
+            )
+        if self.task in ("regression", "multi_label") and self.data.has_images:
+            raise ValueError(f"task: {self.task} takes text inputs, and the data has images")
+        valid = (
+            ("none", "backbone", "stages")
+            if self.task == "image"
+            else ("none", "embeddings", "layers", "backbone")
+        )
         if self.model.freeze not in valid:
             raise ValueError(
                 f"model.freeze: {self.model.freeze!r} is not for {self.task} models; "
@@ -352,6 +386,32 @@ class FinetuneConfig(_Section):
         if self.task == "image" and self.data.text_pair_column:
             raise ValueError("data.text_pair_column: an image task has no text pairs")
         return self
+
+
+def _numeric_labels(data: DataConfig | None) -> bool:
+    """Whether `data` is a regression's: several target columns, or a local train file whose
+    label column holds floats. The latter is logged as a warning, since it decides the task."""
+    if data is None:
+        return False
+    if data.label_columns:
+        return True
+    if not data.train or "://" in data.train or not Path(data.train).is_file():
+        return False
+    from trainables.labels import label_column_type
+
+    kind = label_column_type(data)
+    if kind is None or not kind.startswith(("float", "double", "decimal")):
+        return False
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "task: regression, inferred because data.label_column %r of %s holds numbers with a "
+        "fraction (%s); set task: text to classify them as classes instead",
+        data.label_column,
+        data.train,
+        kind,
+    )
+    return True
 
 
 def _loose(section: type[_Section], raw: Any) -> Any:

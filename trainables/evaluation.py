@@ -8,10 +8,9 @@ import contextlib
 import torch
 
 from trainables.config import FinetuneConfig
-from trainables.data import build_dataset
 from trainables.loop import task_eval_iter
 from trainables.metrics import evaluate
-from trainables.tasks import prepare_task
+from trainables.tasks import prepare_task, read_dataset
 
 
 def evaluate_folder(
@@ -19,7 +18,7 @@ def evaluate_folder(
 ) -> dict[str, float] | None:
     """`split` metrics (`test_accuracy`, ...) of the model saved in `folder`; None when the
     job's data has no such split."""
-    dataset = build_dataset(job.data, task=job.task)
+    dataset = read_dataset(job)
     if split not in dataset.splits:
         return None
     # The folder's model as saved (a LoRA run's: merged), nothing frozen or added.
@@ -29,12 +28,13 @@ def evaluate_folder(
     dataset = type(dataset)({split: dataset.splits[split]}, dataset.label_names)
     task = prepare_task(job, dataset, saved)
     model = task.build_model(saved)
+    device = torch.device("cpu")
     with torch.no_grad():
         return evaluate(
             model,
             task_eval_iter(task, split, job.training.batch_size, 0, 1),
-            len(dataset.label_names),
-            torch.device("cpu"),
+            task.metric_state(device),
+            device,
             contextlib.nullcontext,
             prefix="val_" if split == "validation" else f"{split}_",
             logits_of=task.logits,

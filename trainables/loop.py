@@ -24,7 +24,6 @@ import numpy as np
 import ray.train
 import ray.train.torch
 import torch
-import torch.nn.functional as F
 
 from trainables import session
 from trainables.checkpointing import (
@@ -160,13 +159,13 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
             key = (t.seed, pos.epoch, start + i, rank)
             prepared = task.batch("train", rows, train=True, key=key)
             batch = {k: v.to(device, non_blocking=True) for k, v in prepared.items()}
-            labels = batch.pop("labels")  # ids, or class probabilities of a mixed batch
+            labels = batch.pop("labels")  # the task's: ids, class probabilities, targets
             # Gradients are all-reduced once per step, on its last micro-batch.
             last = i == len(group) - 1
             sync = contextlib.nullcontext() if last or world == 1 else model.no_sync()
             with sync, autocast():
                 logits = task.logits(model, batch)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=t.label_smoothing)
+                loss = task.loss(logits.float(), labels)
                 # An epoch's short last group averages over the micro-batches it has.
                 scaler.scale(loss / len(group)).backward()
             # Summed on the device: reading the loss here would sync with the GPU every batch.
@@ -196,8 +195,8 @@ _PREFIXES = {"validation": "val_", "test": "test_"}
 
 @dataclass(frozen=True)
 class SplitEvaluator:
-    """Evaluates the unwrapped model on a named split: each rank its own shard, the metrics
-    reduced over every rank (see `trainables.metrics.evaluate`)."""
+    """Evaluates the unwrapped model on a named split: each rank its own shard, the task's
+    metrics reduced over every rank (see `trainables.metrics`)."""
 
     model: torch.nn.Module
     task: Task
@@ -212,12 +211,12 @@ class SplitEvaluator:
         return self.task.splits
 
     def __call__(self, split: str) -> dict[str, float]:
-        """Loss, accuracy and macro F1 of `split`, keyed `val_*` or `test_*`."""
+        """The task's metrics of `split`, keyed `val_*` or `test_*`."""
         batches = task_eval_iter(self.task, split, self.batch_size, self.rank, self.world)
         return evaluate(
             self.model,
             batches,
-            len(self.task.label_names),
+            self.task.metric_state(self.device),
             self.device,
             self.autocast,
             _PREFIXES[split],

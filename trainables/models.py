@@ -49,15 +49,21 @@ def load_tokenizer(name_or_path: str) -> Any:
         ) from None
 
 
-def load_model_config(cfg: ModelConfig, label_names: tuple[str, ...]) -> PretrainedConfig:
-    """The backbone's config with the task's labels and dropout overrides applied."""
+def load_model_config(
+    cfg: ModelConfig, label_names: tuple[str, ...], problem_type: str | None = None
+) -> PretrainedConfig:
+    """The backbone's config with the task's labels (outputs), `problem_type`
+    (`single_label_classification`, `multi_label_classification`, `regression`; None leaves
+    it to transformers) and dropout overrides applied."""
     path = resolve_model_path(cfg.name_or_path)
+    typed = {"problem_type": problem_type} if problem_type else {}
     try:
         config = AutoConfig.from_pretrained(
             path,
             num_labels=len(label_names),
             id2label=dict(enumerate(label_names)),
             label2id={name: i for i, name in enumerate(label_names)},
+            **typed,
         )
     except Exception as exc:
         raise ModelLoadError(
@@ -108,13 +114,16 @@ def apply_freeze(model: PreTrainedModel, freeze: str, freeze_layers: int) -> Non
             layer.requires_grad_(False)
 
 
-def build_model(cfg: ModelConfig, label_names: tuple[str, ...]) -> PreTrainedModel:
-    """Loads the pretrained backbone with a fresh head for `label_names`, frozen as configured.
+def build_model(
+    cfg: ModelConfig, label_names: tuple[str, ...], problem_type: str | None = None
+) -> PreTrainedModel:
+    """Loads the pretrained backbone with a fresh head for `label_names` (one output each: a
+    class, or a regression target), frozen as configured; `problem_type` goes into its config.
 
     Example:
         >>> model = build_model(ModelConfig(), ("negative", "positive"))  # doctest: +SKIP
     """
-    config = load_model_config(cfg, label_names)
+    config = load_model_config(cfg, label_names, problem_type)
     path = resolve_model_path(cfg.name_or_path)
     try:
         # A checkpoint trained for another label count has a head of the wrong shape.

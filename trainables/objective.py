@@ -37,8 +37,11 @@ class Objective:
 
     @classmethod
     def of(cls, metric: str) -> Objective:
-        """The natural direction of a reported metric: losses go down, everything else up."""
-        return cls(metric, "min" if metric.endswith("loss") else "max")
+        """The natural direction of a reported metric: losses and errors (MSE, RMSE) go down,
+        everything else up (see `trainables.reporting.natural_mode`)."""
+        from trainables.reporting import natural_mode
+
+        return cls(metric, natural_mode(metric))
 
     def better(self, value: Any, than: float | None) -> bool:
         """Whether `value` is finite and strictly better than `than` (None: nothing yet)."""

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from trainables.config import FinetuneConfig, ScalingConfig
-from trainables.data import build_dataset
 from trainables.errors import ConfigError, ModelLoadError
 from trainables.models import load_model_config, load_tokenizer
 
@@ -31,7 +30,9 @@ def check_inputs(cfg: FinetuneConfig) -> JobSummary:
     Raises:
         DataError, ModelLoadError: naming the field, file or column at fault.
     """
-    dataset = build_dataset(cfg.data, task=cfg.task)
+    from trainables.tasks import read_dataset
+
+    dataset = read_dataset(cfg)  # the task's labels checked: file, row and field of a bad one
     if cfg.task == "image":
         from trainables.image_files import open_image
         from trainables.tasks.vision_models import check_vision_model

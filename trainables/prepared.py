@@ -7,11 +7,15 @@ once into the sweep's storage (local or S3):
 
     <folder>/<key>/train.arrow, validation.arrow[, test.arrow]    Arrow IPC files: one
                                                                   list<int32> column per model
-                                                                  input, int64 `labels`
+                                                                  input, `labels` (int64 ids,
+                                                                  or fixed-size lists of
+                                                                  float32: regression targets,
+                                                                  multi-hot rows)
     <folder>/<key>/prepared.json                                  label names, rows per split,
                                                                   the key (written last)
 
-The key is a hash of what the tokens depend on: the data section, each data file as it is now
+The key is a hash of what the tokens depend on: the task (how labels are read), the data
+section, each data file as it is now
 (size and modification time), the tokenizer (its model name or folder, a folder's files as they
 are now) and `max_length`. A trial whose own job gives another key (a searched `max_length`, an
 edited file) tokenizes for itself, as before. A rank memory-maps the files (from S3, a local
@@ -37,7 +41,9 @@ from trainables.config import FinetuneConfig
 from trainables.data import Ragged, TokenizedSplit
 
 META = "prepared.json"
-_FORMAT = 1
+_FORMAT = 2
+#: Tasks whose rows are a text (or pair) and a label array: what this module prepares.
+PREPARED_TASKS = ("text", "regression", "multi_label")
 
 
 def _filesystem(uri: str) -> tuple[pa_fs.FileSystem, str]:
@@ -47,14 +53,15 @@ def _filesystem(uri: str) -> tuple[pa_fs.FileSystem, str]:
 
 
 def data_key(cfg: FinetuneConfig) -> str | None:
-    """The key of `cfg`'s tokens, or None for data that cannot be keyed (a hub dataset, an
-    image task)."""
+    """The key of `cfg`'s tokens, or None for data that cannot be keyed (a hub dataset, a task
+    not in `PREPARED_TASKS`)."""
     data = cfg.data
-    if cfg.task != "text" or data.hub_dataset:
+    if cfg.task not in PREPARED_TASKS or data.hub_dataset:
         return None
     digest = hashlib.sha256()
     what = {
         "format": _FORMAT,
+        "task": cfg.task,
         "data": data.model_dump(mode="json"),
         "tokenizer": cfg.model.name_or_path,
     }
@@ -106,7 +113,12 @@ def _write_split(fs: pa_fs.FileSystem, path: str, tokens: TokenizedSplit) -> Non
         )
         for name, column in tokens.features.items()
     }
-    columns["labels"] = pa.array(tokens.labels.astype(np.int64))
+    labels = tokens.labels
+    if labels.ndim == 2:  # regression targets or multi-hot rows
+        flat = pa.array(labels.astype(np.float32).reshape(-1))
+        columns["labels"] = pa.FixedSizeListArray.from_arrays(flat, labels.shape[1])
+    else:
+        columns["labels"] = pa.array(labels.astype(np.int64))
     table = pa.table(columns)
     with fs.open_output_stream(path) as out, ipc.new_file(out, table.schema) as writer:
         writer.write_table(table)
@@ -165,5 +177,10 @@ def _read_split(path: Path) -> TokenizedSplit:
         # Zero-copy views of the mapped file.
         offsets = column.offsets.to_numpy().astype(np.int64)
         features[name] = Ragged(column.values.to_numpy(), offsets)
-    labels = table.column("labels").to_numpy()
+    label_column: Any = table.column("labels").combine_chunks()
+    if pa.types.is_fixed_size_list(label_column.type):
+        width = label_column.type.list_size
+        labels = label_column.flatten().to_numpy().reshape(len(label_column), width)
+    else:
+        labels = label_column.to_numpy()
     return TokenizedSplit(features, labels)

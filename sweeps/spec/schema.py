@@ -9,8 +9,10 @@ JetBrains complete keys and flag errors as one types:
 Most of it is pydantic's own schema of `SweepSpec`. What pydantic cannot see is added from the
 same sources the validators read: the dotted job fields a search space may name
 (`field_paths`), the distributions of a parameter (exactly one of `KINDS`), the metrics a search
-may select by, the job without the fields the sweep sets per trial, and the W&B sweep format
-(`wandb_format`), which a file with top-level `parameters` and no `search` is read as.
+may select by (per task: `job.task` narrows `search.metric`, `promote.metric` and
+`training.monitor` to its own task's metrics), the job without the fields the sweep sets per
+trial, and the W&B sweep format (`wandb_format`), which a file with top-level `parameters`
+and no `search` is read as.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sweeps.spec.wandb_format import (
     PARAM_KEYS,
     TOP_KEYS,
 )
+from trainables.reporting import TASK_METRICS
 
 #: The committed copy of `spec_schema()`.
 SCHEMA_FILE = Path(__file__).with_name("sweep.schema.json")
@@ -60,6 +63,9 @@ def spec_schema() -> dict[str, Any]:
         "default": None,
         "description": "The metric promotion ranks by (default: search.metric).",
     }
+    defs["TrainingConfig"]["properties"]["monitor"] |= {"enum": list(SELECTABLE_METRICS)}
+    # Per task, the metrics it reports: what search / promotion / monitor may name.
+    spec["allOf"] = [_task_metrics(task, metrics) for task, metrics in TASK_METRICS.items()]
     defs["Param"]["oneOf"] = [{"required": [kind]} for kind in KINDS]
     defs["Param"]["properties"]["when"] = {
         "type": "object",
@@ -84,6 +90,26 @@ def spec_schema() -> dict[str, Any]:
             "$defs": dict(sorted(defs.items())),
         }
     )
+
+
+def _task_metrics(task: str, metrics: tuple[str, ...]) -> dict[str, Any]:
+    """If `job.task` is `task`, the metrics named anywhere are `task`'s."""
+    names = {"enum": list(metrics)}
+    nullable = {"anyOf": [names, {"type": "null"}]}
+    return {
+        "if": {
+            "properties": {"job": {"properties": {"task": {"const": task}}, "required": ["task"]}},
+            "required": ["job"],
+        },
+        "then": {
+            "properties": {
+                "search": {"properties": {"metric": names}},
+                "promote": {"properties": {"metric": nullable}},
+                "job": {"properties": {"training": {"properties": {"monitor": names}}}},
+            }
+        },
+        "description": f"task {task} reports {', '.join(metrics)}",
+    }
 
 
 def _draft7(node: Any) -> Any:

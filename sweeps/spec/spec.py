@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -38,13 +38,12 @@ from sweeps.spec.space import Param, grid_size
 from sweeps.spec.wandb_format import TOP_KEYS, explain, is_wandb_sweep, translate
 from trainables.config import (
     FinetuneConfig,
-    TrainingConfig,
     format_validation_error,
     read_yaml_mapping,
 )
 from trainables.errors import ConfigError
 from trainables.objective import Objective
-from trainables.reporting import REPORTED_METRICS
+from trainables.reporting import natural_mode, task_metrics, validation_metrics
 
 SEARCH_METHODS = ("grid", "random", "tpe", "gp")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
@@ -52,8 +51,20 @@ SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
 POPULATION_SCHEDULERS = ("pbt", "pb2")
 # PBT draws its whole population up front: only methods that need no feedback can do that.
 POPULATION_METHODS = ("random", "grid")
-#: Metrics a search or a promotion may select by (test metrics never are).
-SELECTABLE_METRICS = tuple(m for m in REPORTED_METRICS if not m.startswith("test_"))
+#: Metrics a search or a promotion may select by, over every task (test metrics never are);
+#: a job selects among its own task's (`trainables.reporting.TASK_METRICS`).
+SELECTABLE_METRICS = validation_metrics()
+
+
+def _check_direction(field: str, metric: str, mode: str | None) -> None:
+    """Raises when `mode` contradicts `metric`'s natural direction (max of a loss...)."""
+    natural = natural_mode(metric)
+    if mode is not None and mode != natural:
+        raise ValueError(
+            f"{field}: mode {mode!r} contradicts {metric!r}, which is better "
+            f"{'lower' if natural == 'min' else 'higher'} (mode {natural!r}); drop the mode or "
+            f"give {natural!r}"
+        )
 
 
 class _Section(BaseModel):
@@ -74,7 +85,11 @@ class ConfirmSpec(_Section):
 
 
 class SearchSpec(_Section):
-    """What to try: method, target metric, space and budget; optionally a confirmation stage."""
+    """What to try: method, target metric, space and budget; optionally a confirmation stage.
+
+    `metric` is one the job's task reports; `mode` defaults to its natural direction (`min`
+    for losses and errors, `max` otherwise), and one that contradicts it is an error.
+    """
 
     method: Literal["grid", "random", "tpe", "gp"] = "tpe"
     metric: str = "val_accuracy"
@@ -87,6 +102,14 @@ class SearchSpec(_Section):
     seed: int = 0
     confirm: ConfirmSpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _natural_mode(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or raw.get("mode") is not None:
+            return raw
+        metric = raw.get("metric", cls.model_fields["metric"].default)
+        return {**raw, "mode": natural_mode(metric)} if isinstance(metric, str) else raw
+
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpec:
         if self.metric not in SELECTABLE_METRICS:
@@ -94,6 +117,7 @@ class SearchSpec(_Section):
                 f"search.metric: {self.metric!r} is not reported by the trainable (test "
                 f"metrics are never used for selection); choose one of {list(SELECTABLE_METRICS)}"
             )
+        _check_direction("search.mode", self.metric, self.mode)
         if self.method == "grid":
             continuous = [k for k, p in self.space.items() if not _enumerable(p)]
             if continuous:
@@ -181,6 +205,8 @@ class PromoteSpec(_Section):
                 f"promote.metric: {self.metric!r} is not a metric to select by; one of "
                 + ", ".join(sorted(SELECTABLE_METRICS))
             )
+        if self.metric is not None:
+            _check_direction("promote.mode", self.metric, self.mode)
         return self
 
 
@@ -247,6 +273,22 @@ class SweepSpec(_Section):
                 "population, not a configuration to retrain from scratch; remove confirm or "
                 "use another scheduler"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_of_the_task(self) -> SweepSpec:
+        task, reported = self.job.task, task_metrics(self.job.task)
+        selected = [("search.metric", self.search.metric)]
+        if self.promote and self.promote.metric:
+            selected.append(("promote.metric", self.promote.metric))
+        for field, metric in selected:
+            if metric not in reported:
+                raise ValueError(
+                    f"{field}: {metric!r} is not reported by task {task!r}; its metrics: "
+                    f"{', '.join(reported)}"
+                )
+        if self.promote and self.promote.metric is None and self.promote.mode is not None:
+            _check_direction("promote.mode", self.search.metric, self.promote.mode)
         return self
 
     @model_validator(mode="after")
@@ -345,10 +387,16 @@ def _monitor_the_target(raw: dict[str, Any]) -> dict[str, Any]:
     """Unless the job says otherwise, trials keep (and early-stop on) the sweep's target metric,
     so checkpoint retention never deletes the checkpoint that makes a trial the best."""
     search = raw.get("search") or {}
-    metric = search.get("metric", SearchSpec().metric) if isinstance(search, dict) else None
+    default = SearchSpec.model_fields["metric"].default
+    metric = search.get("metric", default) if isinstance(search, dict) else None
     job = raw.get("job")
-    monitorable = get_args(TrainingConfig.model_fields["monitor"].annotation)
-    if not isinstance(job, dict) or metric not in monitorable:
+    if not isinstance(job, dict):
+        return raw
+    try:  # the task the job will have (inferred when unset), to know what it reports
+        task = FinetuneConfig._infer_task(job).get("task", "text")  # type: ignore[operator]
+    except Exception:  # an invalid job: reported by its own validation
+        return raw
+    if metric not in task_metrics(task):
         return raw
     training = job.get("training") or {}
     if not isinstance(training, dict) or "monitor" in training:

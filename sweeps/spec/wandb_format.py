@@ -62,6 +62,18 @@ METRIC_ALIASES = {
     "eval/loss": "val_loss",
     "eval/accuracy": "val_accuracy",
     "eval/f1": "val_f1_macro",
+    # Regression (run_glue on STS-B logs these).
+    "eval_mse": "val_mse",
+    "eval_rmse": "val_rmse",
+    "eval_pearson": "val_pearson",
+    "eval_spearmanr": "val_spearman",
+    "eval_spearman": "val_spearman",
+    "eval/pearson": "val_pearson",
+    "eval/spearmanr": "val_spearman",
+    # Multi-label.
+    "eval_f1_micro": "val_f1_micro",
+    "eval_f1_macro": "val_f1_macro",
+    "eval_subset_accuracy": "val_subset_accuracy",
     "loss": "train_loss",
     "train/loss": "train_loss",
 }

@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from trainables.config import AugmentConfig, FinetuneConfig, ModelConfig
-from trainables.data import Dataset, LabeledSplit
+from trainables.data import Dataset, LabeledSplit, build_dataset
 from trainables.image_files import open_image
 from trainables.lora import add_lora, has_adapter, load_lora, save_lora
+from trainables.metrics import ClassificationMetrics, MetricState
 from trainables.tasks.vision_models import (
     Preprocessing,
     build_vision_model,
@@ -30,6 +32,13 @@ from trainables.tasks.vision_models import (
     preprocessing_of,
     save_vision_model,
 )
+
+
+def prepare(
+    cfg: FinetuneConfig, dataset: Dataset | None = None, model: ModelConfig | None = None
+) -> ImageTask:
+    """The image classification task of `cfg`, its images decoded."""
+    return ImageTask(cfg, dataset or build_dataset(cfg.data, task="image"), model or cfg.model)
 
 
 def _decode(split: LabeledSplit, name: str, field: str, short_side: int) -> list[torch.Tensor]:
@@ -62,6 +71,7 @@ class ImageTask:
         self.preprocessing = Preprocessing(side, pre.mean, pre.std, crop_pct)
         self.label_names = dataset.label_names
         self.job_model = cfg.model
+        self.label_smoothing = cfg.training.label_smoothing
         self.labels = {name: split.labels for name, split in dataset.splits.items()}
         field = f"data.{cfg.data.image_column or 'image'}"
         short = math.floor(side / crop_pct)
@@ -125,6 +135,15 @@ class ImageTask:
     def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The model's logits for a batch without its labels."""
         return model(batch["pixel_values"])
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy (with `training.label_smoothing`) on label ids, or on the class
+        probabilities of a mixed batch."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+
+    def metric_state(self, device: torch.device) -> MetricState:
+        """Loss, accuracy and macro F1 from a confusion matrix summed over ranks."""
+        return ClassificationMetrics(len(self.label_names), device)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """timm's (or transformers') save format with labels and preprocessing (a LoRA

@@ -1,8 +1,11 @@
-"""A promoted (or any saved) model folder loaded the way its library loads it, as a classifier.
+"""A promoted (or any saved) model folder loaded the way its library loads it, as a predictor.
 
 This is what `sweeps verify` runs and what the README tells a user to write: timm's
 `create_model("local-dir:<folder>", pretrained=True)` with the folder's preprocessing, or
-transformers' `from_pretrained` with the folder's tokenizer or image processor.
+transformers' `from_pretrained` with the folder's tokenizer or image processor. A text model's
+answer follows its config's `problem_type`: a class name, the names of the classes at or over
+the threshold its config saved (`multi_label_classification`), or the predicted numbers
+(`regression`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ def kind_of(folder: str) -> str:
 
 
 def load_classifier(folder: str) -> Callable[[Any], str]:
-    """A function from one input (a PIL image, or a text) to the predicted label's name."""
+    """A function from one input (a PIL image, or a text) to the prediction, in words: the
+    predicted label's name (a regression's numbers; a multi-label model's names)."""
     kind = kind_of(folder)
     if kind == "timm":
         from trainables.tasks.vision_models import import_timm
@@ -61,10 +65,22 @@ def load_classifier(folder: str) -> Callable[[Any], str]:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     text_model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
 
+    problem = text_model.config.problem_type
+    names = text_model.config.id2label
+    threshold = float(getattr(text_model.config, "decision_threshold", 0.5))
+
     def classify_text(text: Any) -> str:
         with torch.no_grad():
-            index = int(text_model(**tokenizer(str(text), return_tensors="pt")).logits.argmax())
-        return str(text_model.config.id2label[index])
+            logits = text_model(**tokenizer(str(text), return_tensors="pt")).logits[0]
+        if problem == "regression":
+            return ", ".join(f"{names[i]}={float(v):.4g}" for i, v in enumerate(logits))
+        if problem == "multi_label_classification":
+            probabilities = torch.sigmoid(logits)
+            chosen = [
+                str(names[int(i)]) for i in torch.nonzero(probabilities >= threshold).flatten()
+            ]
+            return ", ".join(chosen) or "(no label)"
+        return str(names[int(logits.argmax())])
 
     return classify_text
 

@@ -1,18 +1,58 @@
-"""Text classification as a task: tokenize once, pad per batch, a transformers classifier."""
+"""Text classification as a task: tokenize once, pad per batch, a transformers classifier.
+
+`TextTask` is also the base of the other tasks on a sequence-classification head
+(`regression`, `multi_label`): they change the labels' loss, metrics and `problem_type` only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from trainables.config import FinetuneConfig, ModelConfig
-from trainables.data import Dataset, TokenizedSplit, collate, eval_batches, tokenize_split
+from trainables.data import (
+    Dataset,
+    TokenizedSplit,
+    build_dataset,
+    collate,
+    eval_batches,
+    tokenize_split,
+)
 from trainables.lora import add_lora, has_adapter, load_lora, save_lora
+from trainables.metrics import ClassificationMetrics, MetricState
 from trainables.models import build_model, load_tokenizer
+
+
+def prepare(
+    cfg: FinetuneConfig, dataset: Dataset | None = None, model: ModelConfig | None = None
+) -> TextTask:
+    """The text classification task of `cfg` (see `prepare_as`)."""
+    return prepare_as(TextTask, cfg, dataset, model)
+
+
+T = TypeVar("T", bound="TextTask")
+
+
+def prepare_as(
+    cls: type[T],
+    cfg: FinetuneConfig,
+    dataset: Dataset | None = None,
+    model: ModelConfig | None = None,
+) -> T:
+    """A `cls` task of `cfg`, with the tokens its sweep prepared when they are its own
+    (`trainables/prepared.py`), else its data read and tokenized here."""
+    if dataset is None and model is None:
+        from trainables.prepared import load_tokens
+
+        prepared = load_tokens(cfg)
+        if prepared is not None:
+            return cls(cfg, None, cfg.model, prepared)
+    return cls(cfg, dataset or build_dataset(cfg.data, task=cfg.task), model or cfg.model)
 
 
 class TextTask:
@@ -26,6 +66,8 @@ class TextTask:
     """
 
     kind = "text"
+    #: What transformers' sequence-classification head is told it does (saved in its config).
+    problem_type = "single_label_classification"
 
     def __init__(
         self,
@@ -37,6 +79,7 @@ class TextTask:
         self.tokenizer = load_tokenizer(model.name_or_path)
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.job_model = cfg.model
+        self.training = cfg.training
         if prepared is not None:  # tokenized once for the sweep (`trainables/prepared.py`)
             self.tokens, self.label_names = prepared
         else:
@@ -71,9 +114,11 @@ class TextTask:
         checkpoint folder resumes: a LoRA run's adapters go back onto the job's backbone)."""
         frozen = {"freeze": model.effective_freeze}
         if model.method == "lora" and has_adapter(model.name_or_path):
-            base = build_model(self.job_model.model_copy(update=frozen), self.label_names)
+            base = build_model(
+                self.job_model.model_copy(update=frozen), self.label_names, self.problem_type
+            )
             return load_lora(base, model.name_or_path)
-        built = build_model(model.model_copy(update=frozen), self.label_names)
+        built = build_model(model.model_copy(update=frozen), self.label_names, self.problem_type)
         if model.method != "lora":
             return built
         prefix = built.base_model_prefix
@@ -88,6 +133,14 @@ class TextTask:
     def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The model's logits for a batch without its labels."""
         return model(**batch).logits
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy (with `training.label_smoothing`)."""
+        return F.cross_entropy(logits, labels, label_smoothing=self.training.label_smoothing)
+
+    def metric_state(self, device: torch.device) -> MetricState:
+        """Loss, accuracy and macro F1 from a confusion matrix summed over ranks."""
+        return ClassificationMetrics(len(self.label_names), device)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """`save_pretrained` of the model and its tokenizer (a LoRA model: merged, with its
