@@ -31,6 +31,7 @@ from trainables.config import DataConfig
 from trainables.demo_data import LABEL_NAMES as DEMO_LABEL_NAMES
 from trainables.demo_data import demo_splits
 from trainables.errors import DataError
+from trainables.labels import label_format, where
 
 SPLITS = ("train", "validation", "test")
 _SUFFIX_FORMATS = {
@@ -46,7 +47,8 @@ _SUFFIX_FORMATS = {
 @dataclass(frozen=True)
 class LabeledSplit:
     """One split as plain columns: inputs (texts, or image paths / bytes), optional text
-    pairs, label ids."""
+    pairs, labels (the task's array: class ids, regression targets or multi-hot rows; see
+    `trainables.labels`)."""
 
     inputs: list[Any]
     pairs: list[str] | None
@@ -183,33 +185,6 @@ def _column(table: pa.Table, column: str, field: str, split: str) -> list[Any]:
     return values
 
 
-def _label_names(train_labels: list[Any], given: tuple[str, ...] | None) -> tuple[str, ...]:
-    if given:
-        return given
-    distinct = sorted(set(train_labels), key=lambda v: (isinstance(v, str), v))
-    return tuple(str(v) for v in distinct)
-
-
-def _label_ids(
-    values: list[Any], names: tuple[str, ...], split: str, cfg: DataConfig
-) -> np.ndarray:
-    index = {name: i for i, name in enumerate(names)}
-    ids = np.empty(len(values), dtype=np.int64)
-    for row, value in enumerate(values):
-        key = str(value)
-        if key in index:
-            ids[row] = index[key]
-        elif cfg.label_names and isinstance(value, int) and 0 <= value < len(names):
-            ids[row] = value
-        else:
-            origin = "data.label_names" if cfg.label_names else "the train split"
-            raise DataError(
-                f"data.label_column: label {value!r} in the {split} split (row {row}) is not among "
-                f"the labels of {origin}: {list(names)}"
-            )
-    return ids
-
-
 def stratified_split(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +208,9 @@ def build_dataset(
     Args:
         cfg: The data section.
         tables: Tables by split instead of reading `cfg`'s sources.
-        task: `text` takes the text (and pair) column as inputs; `image` the image column
-            (`image` unless `cfg.image_column` says otherwise), as it is.
+        task: `image` takes the image column (`image` unless `cfg.image_column` says
+            otherwise) as inputs, as it is; any other task the text (and pair) column. The
+            task's `trainables.labels.label_format` reads and checks the labels.
 
     Raises:
         DataError: naming the field, file, column or label that is wrong.
@@ -253,17 +229,15 @@ def build_dataset(
         )
     if "train" not in tables:
         raise DataError("data: the source has no train split")
-    train_labels = _column(tables["train"], cfg.label_column, "data.label_column", "train")
-    names = _label_names(train_labels, cfg.label_names)
-    if len(names) < 2:
-        raise DataError(
-            f"data.label_column: the train split has fewer than 2 labels: {list(names)}"
-        )
+    for split, table in tables.items():
+        if table.num_rows == 0:
+            raise DataError(f"data.{split}: the {split} split is empty ({where(cfg, split)})")
+    labels_of = label_format(task)
+    raw_labels = {split: labels_of.read(table, cfg, split) for split, table in tables.items()}
+    names = labels_of.names(raw_labels["train"], cfg)
 
     splits: dict[str, LabeledSplit] = {}
     for split, table in tables.items():
-        if table.num_rows == 0:
-            raise DataError(f"data.{split}: the {split} split is empty")
         inputs: list[Any]
         if task == "image":
             assert cfg.image_column is not None
@@ -274,8 +248,8 @@ def build_dataset(
         if cfg.text_pair_column:
             raw = _column(table, cfg.text_pair_column, "data.text_pair_column", split)
             pairs = [str(t) for t in raw]
-        labels = _column(table, cfg.label_column, "data.label_column", split)
-        splits[split] = LabeledSplit(inputs, pairs, _label_ids(labels, names, split, cfg))
+        labels = labels_of.encode(raw_labels[split], names, cfg, split)
+        splits[split] = LabeledSplit(inputs, pairs, labels)
 
     carve = [("validation", cfg.validation_fraction), ("test", cfg.test_fraction)]
     original_rows = len(splits["train"])
@@ -284,7 +258,8 @@ def build_dataset(
             continue
         # Fractions are of the original train split, not of what an earlier carve left.
         share = fraction * original_rows / len(splits["train"])
-        kept, held = stratified_split(splits["train"].labels, share, cfg.split_seed)
+        strata = labels_of.strata(splits["train"].labels)
+        kept, held = stratified_split(strata, share, cfg.split_seed)
         if len(held) == 0 or len(kept) == 0:
             raise DataError(
                 f"data.{split}_fraction: {fraction} of {len(splits['train'])} train rows leaves an "
@@ -341,7 +316,7 @@ class Ragged:
 
 @dataclass(frozen=True)
 class TokenizedSplit:
-    """Unpadded token ids per row (one ragged column per model input) and label ids."""
+    """Unpadded token ids per row (one ragged column per model input) and the labels."""
 
     features: dict[str, Ragged]
     labels: np.ndarray
