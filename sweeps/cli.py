@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweeps.spec import load_spec_with_origins
 from sweeps.spec.wandb_format import explain
@@ -293,13 +293,20 @@ def _check_job(job: FinetuneConfig) -> JobSummary:
 def _verify(uri: str) -> int:
     from sweeps.store.promotion import verify
 
+    answers: list[str] = []
+
+    def keep(given: Any, answer: str) -> None:
+        shown = given if isinstance(given, str) else "a grey test image"
+        answers.append(f"  {shown!r} -> {answer}")
+
     try:
-        manifest = verify(uri)
+        manifest = verify(uri, on_answer=keep)
     except FinetuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     name = f"{manifest['sweep']} {manifest['version']} (trial {manifest['trial_id']})"
     print(f"ok: {name}, {len(manifest['files'])} files match the manifest; the model loads")
+    print("\n".join(answers))
     return 0
 
 

@@ -132,7 +132,11 @@ class DataConfig(_Section):
     id); `regression` a number per row in `label_column`, or one per column of
     `label_columns` (several targets); `multi_label` a list of classes per row (a JSON /
     Parquet list, a JSON list written as a string, or a string split by `label_separator`,
-    e.g. `"3,27"`), names or, with `label_names`, ids.
+    e.g. `"3,27"`), names or, with `label_names`, ids; `token_classification` a tag per word:
+    CoNLL files (a token per line, its tag in the last column, a blank line between
+    sentences; any suffix but a table's is read as CoNLL) or JSONL / Parquet rows with a list
+    of tokens (`tokens_column`) and a list of tags (`tags_column`: names or, with
+    `label_names`, ids), in the IOB2 or IOBES `tag_scheme`.
     """
 
     train: str | None = None
@@ -141,7 +145,7 @@ class DataConfig(_Section):
     hub_dataset: str | None = None
     hub_subset: str | None = None
     builtin: Literal["demo", "digits"] | None = None
-    format: Literal["auto", "csv", "tsv", "jsonl", "parquet"] = "auto"
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "conll"] = "auto"
     text_column: str = "text"
     image_column: str | None = None
     text_pair_column: str | None = None
@@ -158,6 +162,15 @@ class DataConfig(_Section):
     group_by_length: bool = True
     #: Side of the square images the model sees; None: the model's pretrained input size.
     image_size: int | None = Field(default=None, ge=8, le=2048)
+    #: Token classification: the list columns of a JSONL / Parquet file (words, their tags).
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    #: Token classification: `iob2` (B-/I-) or `iobes` (also E-/S-); `auto` reads it from the
+    #: tags (IOBES when any tag starts with E- or S-).
+    tag_scheme: Literal["auto", "iob2", "iobes"] = "auto"
+    #: Token classification: every word piece carries its word's tag (a B- tag as the I-
+    #: twin), not only the first; evaluation reads the first piece either way.
+    label_all_tokens: bool = False
 
     @property
     def has_images(self) -> bool:
@@ -324,7 +337,7 @@ class FinetuneConfig(_Section):
     #: model: images when the data has an image column or folder or is `builtin: digits`, or
     #: the model names a vision model; regression when `data.label_columns` is set or the
     #: label column of a local train file holds floats (said in a logged warning); else text.
-    task: Literal["text", "image", "regression", "multi_label"] = "text"
+    task: Literal["text", "image", "regression", "multi_label", "token_classification"] = "text"
     #: A checkpoint folder or URI to start from when the job's run has no checkpoint of its
     #: own: weights, optimizer state, loop position and RNG streams (PBT's exploit).
     start_from: str | None = None
@@ -350,7 +363,15 @@ class FinetuneConfig(_Section):
         data = data if isinstance(data, DataConfig) else _loose(DataConfig, data)
         model = model if isinstance(model, ModelConfig) else _loose(ModelConfig, model)
         is_image = bool(data and data.has_images) or bool(model and model.is_vision)
-        task = "image" if is_image else "regression" if _numeric_labels(data) else "text"
+        task = (
+            "image"
+            if is_image
+            else "token_classification"
+            if _conll_file(data)
+            else "regression"
+            if _numeric_labels(data)
+            else "text"
+        )
         raw = {**raw, "task": task}
         if is_image and isinstance(raw.get("model"), dict | None):
             raw["model"] = {"name_or_path": EMBEDDED_VISION_MODEL, **(raw.get("model") or {})}
@@ -385,7 +406,33 @@ class FinetuneConfig(_Section):
             )
         if self.task == "image" and self.data.text_pair_column:
             raise ValueError("data.text_pair_column: an image task has no text pairs")
+        if self.task == "token_classification":
+            for name in ("text_pair_column", "image_column", "hub_dataset", "builtin"):
+                if getattr(self.data, name):
+                    raise ValueError(
+                        f"data.{name}: task: token_classification reads tagged sentences from "
+                        f"files (CoNLL, JSONL, Parquet), without {name}"
+                    )
+        elif self.data.format == "conll":
+            raise ValueError(
+                f"data.format: conll is for task: token_classification, not {self.task!r}"
+            )
         return self
+
+
+#: Suffixes of a CoNLL file: a train file with one makes the job token classification.
+CONLL_SUFFIXES = (".conll", ".iob", ".iob2", ".bio", ".bioes", ".iobes")
+
+
+def _conll_file(data: DataConfig | None) -> bool:
+    """Whether `data` is a token-classification job's by its form: `format: conll`, or a train
+    file with a CoNLL suffix."""
+    if data is None:
+        return False
+    if data.format == "conll":
+        return True
+    train = (data.train or "").split("?")[0].lower()
+    return train.endswith(CONLL_SUFFIXES)
 
 
 def _numeric_labels(data: DataConfig | None) -> bool:

@@ -18,6 +18,13 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "image": ("val_loss", "val_accuracy", "val_f1_macro"),
     "regression": ("val_loss", "val_mse", "val_rmse", "val_pearson", "val_spearman"),
     "multi_label": ("val_loss", "val_f1_micro", "val_f1_macro", "val_subset_accuracy"),
+    "token_classification": (
+        "val_loss",
+        "val_f1_entity",
+        "val_precision_entity",
+        "val_recall_entity",
+        "val_token_accuracy",
+    ),
 }
 
 #: Metric names (without their `val_` / `test_` / `train_` prefix) where lower is better;

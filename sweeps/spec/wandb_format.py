@@ -74,6 +74,15 @@ METRIC_ALIASES = {
     "eval_f1_micro": "val_f1_micro",
     "eval_f1_macro": "val_f1_macro",
     "eval_subset_accuracy": "val_subset_accuracy",
+    # Token classification (run_ner logs seqeval's overall figures).
+    "eval_overall_f1": "val_f1_entity",
+    "eval_overall_precision": "val_precision_entity",
+    "eval_overall_recall": "val_recall_entity",
+    "eval_overall_accuracy": "val_token_accuracy",
+    "eval/overall_f1": "val_f1_entity",
+    "eval/overall_precision": "val_precision_entity",
+    "eval/overall_recall": "val_recall_entity",
+    "eval/overall_accuracy": "val_token_accuracy",
     "loss": "train_loss",
     "train/loss": "train_loss",
 }

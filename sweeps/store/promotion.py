@@ -240,9 +240,10 @@ def _point_latest(root: Location, version: str) -> None:
         storage.write_text(latest, version + "\n")
 
 
-def verify(uri: str) -> dict[str, Any]:
+def verify(uri: str, on_answer: Callable[[Any, str], None] | None = None) -> dict[str, Any]:
     """Re-checks every file's SHA-256 against the manifest and loads the model; returns the
-    manifest.
+    manifest. `on_answer(input, answer)` gets the model's answer to the one input it is run
+    on (a sentence's class, or its words' tags).
 
     Raises:
         PromotionError: naming the first missing or altered file, or why the model won't load.
@@ -263,9 +264,12 @@ def verify(uri: str) -> dict[str, Any]:
 
         try:
             # Loaded as the ecosystem loads it, and classifying one input end to end.
-            load_classifier(local)(smoke_input(local))
+            given = smoke_input(local)
+            answer = load_classifier(local)(given)
         except Exception as exc:
             raise PromotionError(f"{folder}: the model does not load: {exc}") from None
+    if on_answer is not None:
+        on_answer(given, answer)
     return manifest
 
 

@@ -33,6 +33,7 @@ TASK_MODULES = {
     "image": "trainables.tasks.image",
     "regression": "trainables.tasks.regression",
     "multi_label": "trainables.tasks.multi_label",
+    "token_classification": "trainables.tasks.token_classification",
 }
 
 

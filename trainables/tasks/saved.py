@@ -5,7 +5,7 @@ This is what `sweeps verify` runs and what the README tells a user to write: tim
 transformers' `from_pretrained` with the folder's tokenizer or image processor. A text model's
 answer follows its config's `problem_type`: a class name, the names of the classes at or over
 the threshold its config saved (`multi_label_classification`), or the predicted numbers
-(`regression`).
+(`regression`). A token-classification model tags a sentence: `word/TAG` pairs.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import torch
 
 
 def kind_of(folder: str) -> str:
-    """`timm`, `transformers-image` or `transformers-text`: how the folder was saved."""
+    """`timm`, `transformers-image`, `transformers-token` (a token classifier) or
+    `transformers-text`: how the folder was saved."""
     config = json.loads(Path(folder, "config.json").read_text())
     if "architecture" in config:
         return "timm"
     if Path(folder, "preprocessor_config.json").is_file():
         return "transformers-image"
+    if any(a.endswith("ForTokenClassification") for a in config.get("architectures") or ()):
+        return "transformers-token"
     return "transformers-text"
 
 
@@ -60,6 +63,15 @@ def load_classifier(folder: str) -> Callable[[Any], str]:
             return str(hf_image.config.id2label[index])
 
         return classify_hf_image
+    if kind == "transformers-token":
+        from trainables.tasks.token_classification import load_tagger
+
+        tag = load_tagger(folder)
+
+        def tag_text(text: Any) -> str:
+            return " ".join(f"{word}/{tag}" for word, tag in tag(str(text)))
+
+        return tag_text
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -87,7 +99,12 @@ def load_classifier(folder: str) -> Callable[[Any], str]:
 
 def smoke_input(folder: str) -> Any:
     """An input of the folder's kind to classify once: a grey image or a sentence."""
-    if kind_of(folder) == "transformers-text":
+    kind = kind_of(folder)
+    if kind == "transformers-token":
+        from trainables.tasks.token_classification import SMOKE_SENTENCE
+
+        return SMOKE_SENTENCE
+    if kind == "transformers-text":
         return "a sentence to classify"
     from PIL import Image
 
