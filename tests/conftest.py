@@ -101,3 +101,19 @@ def write_digit_folder(folder: Path, per_class: int, digits: tuple[int, ...] = (
 def digit_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
     """60 scans each of 0 and 1 in the `ImageFolder` layout."""
     return write_digit_folder(tmp_path_factory.mktemp("digits") / "train", per_class=60)
+
+
+@pytest.fixture(scope="session")
+def regression_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Sentence pairs with a float score (tests/task_data.py)."""
+    from tests.task_data import regression_files
+
+    return regression_files(tmp_path_factory.mktemp("regression"))
+
+
+@pytest.fixture(scope="session")
+def multi_label_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Texts with a set of topics each (tests/task_data.py)."""
+    from tests.task_data import multi_label_files
+
+    return multi_label_files(tmp_path_factory.mktemp("multi-label"))
