@@ -60,12 +60,22 @@ def job(model_dir: str, task: str, files: dict[str, str], **extra: Any) -> Finet
 
 
 def test_a_float_label_column_makes_a_regression_and_says_so(
-    regression_files: dict[str, str], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # A file of its own: the warning is said once per file and process.
+    path = write_csv(regression_table(20, seed=5), tmp_path / "scores.csv")
     with caplog.at_level(logging.WARNING, logger="trainables.config"):
-        cfg = parse_config({"data": regression_data(regression_files)})
+        cfg = parse_config({"data": regression_data({"train": path})})
     assert cfg.task == "regression"
     assert "task: regression, inferred" in caplog.text and "'score'" in caplog.text
+
+
+def test_an_integer_label_column_stays_a_classification(tmp_path: Path) -> None:
+    # The positive control's counterpart: whole numbers are classes, as before.
+    table = regression_table(20, seed=5)
+    table = table.set_column(2, "score", pa.array([int(v) for v in table["score"].to_pylist()]))
+    path = write_csv(table, tmp_path / "classes.csv")
+    assert parse_config({"data": regression_data({"train": path})}).task == "text"
 
 
 def test_regression_labels_are_float_targets(regression_files: dict[str, str]) -> None:

@@ -449,16 +449,21 @@ def _numeric_labels(data: DataConfig | None) -> bool:
     kind = label_column_type(data)
     if kind is None or not kind.startswith(("float", "double", "decimal")):
         return False
-    import logging
+    if (data.train, data.label_column) not in _SAID_REGRESSION:  # once per file, not per parse
+        _SAID_REGRESSION.add((data.train, data.label_column))
+        import logging
 
-    logging.getLogger(__name__).warning(
-        "task: regression, inferred because data.label_column %r of %s holds numbers with a "
-        "fraction (%s); set task: text to classify them as classes instead",
-        data.label_column,
-        data.train,
-        kind,
-    )
+        logging.getLogger(__name__).warning(
+            "task: regression, inferred because data.label_column %r of %s holds numbers with "
+            "a fraction (%s); set task: text to classify them as classes instead",
+            data.label_column,
+            data.train,
+            kind,
+        )
     return True
+
+
+_SAID_REGRESSION: set[tuple[str, str]] = set()
 
 
 def _loose(section: type[_Section], raw: Any) -> Any:
