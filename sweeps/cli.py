@@ -21,11 +21,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeps.results.trivial import compare, read_trivial
 from sweeps.spec import load_spec_with_origins
 from sweeps.spec.wandb_format import explain
 from sweeps.store.promotion import BestTrial
 from sweeps.store.storage import check_storage
 from trainables.errors import FinetuneError
+from trainables.objective import Objective
 
 if TYPE_CHECKING:
     from trainables.config import FinetuneConfig
@@ -35,7 +37,10 @@ if TYPE_CHECKING:
 SMOKE_OVERRIDES = ["search.num_samples=2", "job.training.max_steps=2", "job.training.eval_every=1"]
 
 
-def _print_best(best: BestTrial | None, metric: str) -> None:
+def _print_best(
+    best: BestTrial | None, objective: Objective, trivial: dict[str, Any] | None = None
+) -> None:
+    metric = objective.metric
     if best is None:
         print("no trial reported a finite " + metric)
         return
@@ -43,6 +48,12 @@ def _print_best(best: BestTrial | None, metric: str) -> None:
     print("  config:  " + json.dumps(best.params, sort_keys=True))
     print("  metrics: " + json.dumps(best.metrics, sort_keys=True))
     print(f"  checkpoint: {best.checkpoint}")
+    if trivial is not None:
+        figures = {**trivial.get("validation", {}), **trivial.get("test", {})}
+        print(f"  trivial predictor: {trivial.get('predictor')}: " + json.dumps(figures))
+    versus = compare(trivial, objective, best.metrics.get(metric))
+    if versus is not None:
+        print(f"  {versus.message()}")
 
 
 def _show_library_messages() -> None:
@@ -188,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_sweep(spec, restart=args.restart, progress=sys.stdout)
             if outcome.wandb_offline_runs:
                 print(f"W&B runs are offline; upload them: wandb sync {outcome.wandb_offline_runs}")
-            _print_best(outcome.best, metric)
+            _print_best(outcome.best, spec.objective, read_trivial(results.folder))
             if not outcome.finished:
                 ended = sum(t.status in ("TERMINATED", "ERROR") for t in outcome.trials)
                 print(
@@ -217,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             from sweeps.results.confirmation import confirmation_summary
 
             confirmed = confirmation_summary(spec)
-            page = write_report(spec.name, spec.search, spec.scheduler, rows, out, confirmed)
+            trivial = read_trivial(results.folder)
+            page = write_report(
+                spec.name, spec.search, spec.scheduler, rows, out, confirmed, trivial
+            )
             print(f"report: {page}")
         elif args.command == "promote":
             from sweeps.running.promoting import promote_best
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from sweeps.results.confirmation import confirmed_best
 
-            _print_best(confirmed_best(spec), metric)
+            _print_best(confirmed_best(spec), spec.objective, read_trivial(results.folder))
     except FinetuneError as exc:
         # `origins` is set once the spec loaded: a later error (preflight's) naming a job field
         # also names the W&B key it came from. The spec's own errors already do.

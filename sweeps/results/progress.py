@@ -1,7 +1,11 @@
 """Live progress on the terminal: one line per change, with the best trial so far.
 
 [laptop 1m12s] 1 running, 3 done (2 stopped early), 0 errored, 4 to go | best val_accuracy
-0.9475 at trial 1e9ea6d2 (optimizer.lr=0.00012, model.freeze=none)
+0.9475 at trial 1e9ea6d2 (optimizer.lr=0.00012, model.freeze=none) | trivial predictor 0.5
+(noise 0.044)
+
+The trivial predictor's figure (`sweeps.results.trivial`) ends the line, with "nothing learned"
+while the best does not beat it by more than the validation noise.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from sweeps.results.results import Planned, params_at, stopped_by_tune
+from sweeps.results.trivial import compare
 from trainables.objective import Objective
 
 
@@ -27,6 +32,7 @@ class SweepProgress(Callback):
         stream: Where lines go.
         every_s: At most one line per this many seconds for results that change nothing else;
             trial starts and ends write one at most every second (or `every_s`, if shorter).
+        trivial: The sweep's trivial predictor record, shown beside the best trial.
     """
 
     def __init__(
@@ -37,7 +43,9 @@ class SweepProgress(Callback):
         planned: Planned | None,
         stream: TextIO,
         every_s: float = 30.0,
+        trivial: dict[str, Any] | None = None,
     ) -> None:
+        self.trivial = trivial
         self.name, self.objective, self.total = name, objective, total
         self.planned, self.stream, self.every_s = planned, stream, every_s
         self.started = time.monotonic()
@@ -95,7 +103,12 @@ class SweepProgress(Callback):
             return text + f" | no {metric} yet"
         value, trial_id, config = self.best
         params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(config.items()))
-        return text + f" | best {metric} {value:.4g} at trial {trial_id} ({params})"
+        text += f" | best {metric} {value:.4g} at trial {trial_id} ({params})"
+        versus = compare(self.trivial, self.objective, value)
+        if versus is not None:
+            text += f" | trivial predictor {versus.trivial:.4g} (noise {versus.noise:.2g})"
+            text += "" if versus.beats else ": nothing learned yet"
+        return text
 
     def _write(self, trials: list, starting: str | None = None) -> None:
         self.last_line = time.monotonic()

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 
 from sweeps.results.lineage import exploits, generation_of
 from sweeps.results.results import TrialSummary, summarize
+from sweeps.results.trivial import compare
 from sweeps.spec import SchedulerSpec, SearchSpec
 from sweeps.spec.space import Param
 from trainables.objective import Objective, is_finite_number
@@ -331,6 +332,23 @@ def _confirmation_table(confirmation: dict[str, Any] | None) -> str:
     )
 
 
+def _trivial_paragraph(record: dict[str, Any] | None, objective: Objective, best: Any) -> str:
+    """The trivial predictor's validation and test figures, and the best trial against it."""
+    if record is None:
+        return ""
+    versus = compare(record, objective, best)
+    figures = ", ".join(
+        f"{k} {v:.4g}"
+        for k, v in {**record.get("validation", {}), **record.get("test", {})}.items()
+        if isinstance(v, (int, float))
+    )
+    verdict = f"<p><b>{html.escape(versus.message())}</b></p>" if versus else ""
+    return (
+        f"<h2>Trivial predictor</h2><p>{html.escape(str(record.get('predictor', '')))}: "
+        f"{html.escape(figures)}.</p>{verdict}"
+    )
+
+
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -349,9 +367,11 @@ def write_report(
     rows: list[dict[str, Any]],
     out: Path,
     confirmation: dict[str, Any] | None = None,
+    trivial: dict[str, Any] | None = None,
 ) -> Path:
     """Renders the report of sweep `name` from `rows` (its results) into `out`, with the
-    confirmation stage's `summary` when there is one.
+    confirmation stage's `summary` when there is one, and the best trial against the sweep's
+    trivial predictor (`sweeps.results.trivial`) when it has one.
 
     Returns:
         The path of `report.html`.
@@ -410,6 +430,7 @@ def write_report(
 <p>{len(trials)} trials, method {search.method}, scheduler {scheduler.name},
 target {metric} ({mode}). Importance: {html.escape(importance_line)}.</p>
 <h2>Top trials</h2><table><tr>{head}</tr>{body}</table>
+{_trivial_paragraph(trivial, objective, ranked[0].best if ranked else None)}
 {_confirmation_table(confirmation)}
 {_exploit_table(rows)}
 <h2>Plots</h2>{figures}</body></html>"""

@@ -10,9 +10,11 @@ from typing import Any
 
 from sweeps.errors import PromotionError
 from sweeps.results.confirmation import confirmation_of, confirmed_best
+from sweeps.results.trivial import read_trivial
 from sweeps.results.wandb_stream import log_model_artifact
 from sweeps.spec import SweepSpec, apply_params
 from sweeps.store.promotion import BestTrial, Promotion, evaluate_checkpoint, promote
+from sweeps.store.storage import Location
 from trainables.objective import Objective, is_finite_number
 
 
@@ -46,6 +48,8 @@ def promote_best(
         objective=objective,
         spec_sha256=spec.sha256(),
         on_file_copied=on_file_copied,
+        # Computed before the sweep's first trial (`sweeps.running.runner`).
+        trivial=read_trivial(Location.of(spec.storage_path).join(spec.name)),
     )
     if done.created and spec.promote and spec.promote.wandb_artifact:
         log_model_artifact(

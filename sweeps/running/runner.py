@@ -21,6 +21,7 @@ from sweeps.results.confirmation import confirmed_best
 from sweeps.results.progress import SweepProgress
 from sweeps.results.queries import SweepResults
 from sweeps.results.results import ResultsLog, TrialSummary
+from sweeps.results.trivial import read_trivial, write_trivial
 from sweeps.results.wandb_stream import WandbStreamer
 from sweeps.running.callbacks import (
     PromoteOnImprovement,
@@ -105,7 +106,8 @@ def run_sweep(
         if stage is not None:
             confirm, points = stage
             # `confirmation_stage` has already started a restarted stage afresh.
-            _run_stage(confirm, placement, False, callbacks, progress, False, points)
+            trivial = read_trivial(results.folder)
+            _run_stage(confirm, placement, False, callbacks, progress, False, points, trivial)
 
     promotion = promote_best(spec) if spec.promote else None
     if spec.promote:
@@ -130,9 +132,13 @@ def _run_stage(
     progress: TextIO | None,
     promote_on_improvement: bool,
     points: list[dict[str, Any]] | None = None,
+    trivial: dict[str, Any] | None = None,
 ) -> WandbStreamer | None:
     """One Tune experiment of the sweep (the search, or the confirmation with its `points`),
-    run or resumed to its end. Returns its W&B streamer, if it streams."""
+    run or resumed to its end. Returns its W&B streamer, if it streams.
+
+    The search stage scores the trivial predictor before its first trial (once: a resumed
+    sweep reads it back); the confirmation stage is given the search's (`trivial`)."""
     results = SweepResults.of(spec)
     folder = results.folder
     try:
@@ -142,6 +148,9 @@ def _run_stage(
     except OSError as exc:
         raise SpecError(f"storage_path: cannot use {folder}: {exc}") from None
 
+    job = _with_prepared_data(spec, folder)
+    if trivial is None and points is None:
+        trivial = _trivial_predictor(job, folder)
     planned = PlannedSteps(spec.job, placement.train_rows)
     results_log = ResultsLog(results.uri, planned, train_runs=folder.join("train").uri)
     full = StopOnFullStorage(spec.storage_path)
@@ -154,7 +163,9 @@ def _run_stage(
         all_callbacks.append(PromoteOnImprovement(spec.promotion_objective, results_log, promote))
     if progress is not None:
         all_callbacks.append(
-            SweepProgress(spec.name, spec.objective, spec.trials, planned, progress)
+            SweepProgress(
+                spec.name, spec.objective, spec.trials, planned, progress, trivial=trivial
+            )
         )
 
     # `driver_resources` pins trial drivers apart from their workers (e.g. to on-demand nodes,
@@ -162,7 +173,7 @@ def _run_stage(
     in_process = not spec.driver_resources
     driver = ray.tune.with_resources(
         make_trial_driver(
-            _with_prepared_data(spec, folder),
+            job,
             folder,
             checkpoints_to_tune=spec.scheduler.evolves,
             in_process=in_process,
@@ -211,6 +222,30 @@ def _with_prepared_data(spec: SweepSpec, folder: Location) -> FinetuneConfig:
     if location is None:
         return spec.job
     return spec.job.model_copy(update={"prepared_data": location})
+
+
+def _trivial_predictor(job: FinetuneConfig, folder: Location) -> dict[str, Any] | None:
+    """The sweep's trivial predictor record (`trainables.trivial`), computed and stored
+    beside its results the first time; None (with a warning) when it cannot be computed: the
+    sweep runs without it rather than not at all."""
+    try:
+        stored = read_trivial(folder)
+    except OSError as exc:
+        raise StorageError(f"storage_path: cannot read {folder.uri}: {exc}") from None
+    if stored is not None:
+        return stored
+    from trainables.trivial import trivial_figures
+
+    try:
+        record = trivial_figures(job)
+    except Exception as exc:  # a baseline must never stop the sweep it describes
+        logger.warning("the trivial predictor could not be scored: %s", exc)
+        return None
+    try:
+        write_trivial(folder, record)
+    except OSError as exc:
+        raise StorageError(f"storage_path: cannot write {folder.uri}: {exc}") from None
+    return record
 
 
 @contextlib.contextmanager

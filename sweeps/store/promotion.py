@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import subprocess
@@ -24,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.errors import PromotionError
+from sweeps.results.trivial import compare, manifest_entry
 from sweeps.store import storage
 from sweeps.store.storage import Location
 from trainables.config import FinetuneConfig
 from trainables.objective import Objective
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
@@ -109,6 +113,7 @@ def promote(
     objective: Objective,
     spec_sha256: str,
     on_file_copied: Callable[[str], None] | None = None,
+    trivial: dict[str, Any] | None = None,
 ) -> Promotion:
     """Copies `best`'s checkpoint to `<to>/<sweep>/v<N>` with a manifest; a checkpoint that a
     version already holds is not copied again.
@@ -121,10 +126,16 @@ def promote(
         objective: What `best` was chosen by (recorded in the manifest).
         spec_sha256: The sweep spec's hash (recorded in the manifest).
         on_file_copied: Called with each file's name after it is written (a test's fault).
+        trivial: The sweep's trivial predictor record (`sweeps.results.trivial`): recorded in
+            the manifest with its comparison to `best`; a `best` that does not beat it by more
+            than the validation noise is promoted with a warning naming both figures.
 
     Raises:
         PromotionError: naming the destination when it cannot be read or written.
     """
+    comparison = compare(trivial, objective, best.metrics.get(objective.metric))
+    if comparison is not None and not comparison.beats:
+        logger.warning("warning: promoting trial %s, but %s", best.trial_id, comparison.message())
     root = Location.of(to).join(sweep)
     try:
         existing = versions(root)
@@ -145,6 +156,8 @@ def promote(
         },
         "spec_sha256": spec_sha256,
     }
+    if (trivial_entry := manifest_entry(trivial, comparison)) is not None:
+        provenance["trivial_predictor"] = trivial_entry
     try:
         manifest = _copy_version(best, job, provenance, target, on_file_copied)
         _point_latest(root, version)
