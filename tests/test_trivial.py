@@ -323,3 +323,13 @@ def test_sweeps_best_prints_the_trivial_figures_and_the_verdict(
     out = capsys.readouterr().out
     assert '"val_accuracy": 0.527' in out and '"test_accuracy": 0.527' in out
     assert ("nothing was learned" in out) is not learned
+
+
+@pytest.mark.parametrize(("best", "learned"), [(0.56, False), (0.70, True)])
+def test_the_report_shows_the_trivial_figures_and_the_verdict(best: float, learned: bool) -> None:
+    from sweeps.results.report import _trivial_paragraph
+
+    page = _trivial_paragraph(RTE, Objective.of("val_accuracy"), best)
+    assert "val_accuracy 0.527" in page and "test_accuracy 0.527" in page
+    assert f"{best:.4g}" in page
+    assert ("nothing was learned" in page) is not learned
