@@ -1,5 +1,5 @@
-"""This loop against HF `Trainer` at its best settings, like for like: training samples/s and
-peak memory on identical data.
+"""This loop against HF `Trainer` at its best settings, like for like: real (non-pad) tokens/s
+and peak memory on identical data.
 
 Both sides fine-tune the embedded MiniLM on the same SST-2 sample (same rows, batch size, max
 length, seed, optimizer and LR), one epoch, CPU fp32, each run in a fresh process of its own
@@ -12,19 +12,29 @@ side prints what it ran with):
   (`trainables.in_process.run_in_process`: in the process, no Train worker), grouped by length
   (its default) and not.
 
+Grouped, both sides sort rows by length inside windows of the same size: HF's
+`get_length_grouped_indices` rule (`min(rows // (4 * batch), 50)` batches, at least 1), which
+`trainables.data.length_group_rows` follows (pinned by `tests/bench/test_loop_throughput.py`).
+With different windows one side pads less and its samples/s says nothing about its step.
+
 Timed: the optimizer steps after the first `--warmup` (thread pools, allocator and first-batch
 costs), on both sides: HF by a `TrainerCallback`'s clock at every step's end, the loop by its own
 step clock (its reports every `--warmup` steps, the first one's window left out). Evaluation and
-checkpoints are outside both clocks. Peak memory: the side's process `ru_maxrss` (each side is
-one process). `--reps` rounds alternate the four runs; medians are printed, then the last line
-`ratio vs HF Trainer (best settings): <x>x samples/s, <y>x peak memory` (loop grouped against
-HF grouped) and the ungrouped ratio. A ratio is the median of the rounds' own ratios (each
-side against the other side's run of the same round): this machine's speed drifts by 10-30%
-over minutes, and a round's runs are minutes apart at most, so pairing within a round keeps
-the drift out of the ratio that a ratio of medians (taken from different rounds) lets in.
+checkpoints are outside both clocks. Work is counted from the batches each side trained on in
+its timed steps (HF: what its collator returned, in order; the loop: what its task's `batch`
+returned for training, in order): real tokens (the attention mask's ones), padded tokens (the
+batch's shape) and rows. Both sides must see the same real tokens over the epoch, or the bench
+stops. Peak memory: the side's process `ru_maxrss` (each side is one process).
+
+`--reps` rounds alternate the runs; medians are printed, then the ungrouped ratio and the last
+line `ratio vs HF Trainer (best settings): <x>x real tokens/s, <y>x peak memory` (loop grouped
+against HF grouped). A ratio is the median of the rounds' own ratios (each side against the
+other side's run of the same round): this machine's speed drifts by 10-30% over minutes, and a
+round's runs are minutes apart at most, so pairing within a round keeps the drift out of the
+ratio that a ratio of medians (taken from different rounds) lets in.
 
     .venv/bin/python bench/loop_throughput.py [--rows 1024] [--reps 3] [--threads 2]
-        [--data ../shared/data/sst2]
+        [--data ../shared/data/sst2] [--grouped-only]
 """
 
 from __future__ import annotations
@@ -38,10 +48,57 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 BATCH_SIZE, MAX_LENGTH, SEED, LR = 32, 128, 0, 5e-5
+ROWS = 1024  # the default sample
+
+
+def token_counts(batch: Mapping[str, Any]) -> tuple[int, int]:
+    """(real tokens, padded tokens) of one padded text batch: its attention mask's ones, and
+    its shape (rows x the longest row's tokens)."""
+    mask = batch["attention_mask"]
+    return int(mask.sum()), int(mask.numel())
+
+
+class Tally:
+    """The batches a side trained on, in order: rows, real tokens, padded tokens per batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int, int]] = []
+
+    def add(self, batch: Mapping[str, Any]) -> None:
+        real, padded = token_counts(batch)
+        self.batches.append((len(batch["attention_mask"]), real, padded))
+
+    def work(self, first: int) -> dict[str, int]:
+        """Rows, real and padded tokens of the batches from `first` on (the timed steps), and
+        the epoch's real tokens."""
+        timed = self.batches[first:]
+        return {
+            "rows": sum(b[0] for b in timed),
+            "real_tokens": sum(b[1] for b in timed),
+            "padded_tokens": sum(b[2] for b in timed),
+            "epoch_real_tokens": sum(b[1] for b in self.batches),
+            "epoch_padded_tokens": sum(b[2] for b in self.batches),
+        }
+
+
+def rates(work: dict[str, int], seconds: float, steps: int, **extra: Any) -> dict[str, Any]:
+    """A side's result: its timed work per second, its padding share, its peak memory."""
+    return {
+        "real_tokens_per_second": work["real_tokens"] / seconds,
+        "padded_tokens_per_second": work["padded_tokens"] / seconds,
+        "padding": 1 - work["real_tokens"] / work["padded_tokens"],
+        "samples_per_second": work["rows"] / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "steps": steps,
+        "epoch_real_tokens": work["epoch_real_tokens"],
+        "epoch_padded_tokens": work["epoch_padded_tokens"],
+        **extra,
+    }
 
 
 def sample_sst2(data_dir: Path, rows: int, out: Path) -> tuple[str, str]:
@@ -130,24 +187,30 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
         def on_step_end(self, *_: Any, **__: Any) -> None:
             ends.append(time.perf_counter())
 
+    tally = Tally()
+
+    class CountingCollator(DataCollatorWithPadding):
+        """HF's dynamic padding, each batch it returns tallied (batches are collated in the
+        order they are trained on, one per step here: no gradient accumulation)."""
+
+        def __call__(self, features: list[dict[str, Any]]) -> Any:
+            batch = super().__call__(features)
+            tally.add(batch)
+            return batch
+
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=rows,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=CountingCollator(tokenizer),
         callbacks=[StepClock()],
     )
     trainer.train()
-    # ends[k] is step k's end (ends[0] the first step's start); every step holds BATCH_SIZE rows
-    # but the epoch's last, which may be short.
+    # ends[k] is step k's end (ends[0] the first step's start).
     steps = len(ends) - 1
-    timed_rows = len(rows) - warmup * BATCH_SIZE
-    return {
-        "samples_per_second": timed_rows / (ends[steps] - ends[warmup]),
-        "peak_rss_mb": peak_rss_mb(),
-        "steps": steps,
-        **pinned,
-    }
+    if len(tally.batches) != steps:
+        raise RuntimeError(f"HF collated {len(tally.batches)} batches for {steps} steps")
+    return rates(tally.work(warmup), ends[steps] - ends[warmup], steps, **pinned)
 
 
 def loop_job(
@@ -182,38 +245,74 @@ def run_loop(
     pinned = threads(n_threads)
     from trainables.config import parse_config
     from trainables.in_process import run_in_process
+    from trainables.tasks.text import TextTask
 
+    tally = Tally()
+    shipped = TextTask.batch
+
+    def counted(
+        self: TextTask, split: str, rows: Sequence[int], train: bool, key: Sequence[int] = ()
+    ) -> dict[str, Any]:
+        """The loop's own batch, tallied when it is a training batch (one per step here)."""
+        batch = shipped(self, split, rows, train, key)
+        if train:
+            tally.add(batch)
+        return batch
+
+    TextTask.batch = counted  # type: ignore[method-assign]
     cfg = parse_config(loop_job(train_tsv, dev_tsv, group_by_length, n_threads, warmup))
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as storage:
         run_in_process(
             cfg, run_name="loop", storage_path=storage, on_report=lambda m, _: reports.append(m)
         )
+    steps = int(reports[-1]["step"])
+    if len(tally.batches) != steps or int(reports[0]["step"]) != warmup:
+        raise RuntimeError(
+            f"the loop made {len(tally.batches)} batches for {steps} steps, its first report "
+            f"at step {reports[0]['step']} (expected {warmup})"
+        )
     timed = reports[1:]  # the first window holds the warm-up steps
-    rows = sum(r["samples_per_second"] * r["step_seconds"] for r in timed)
-    return {
-        "samples_per_second": rows / sum(r["step_seconds"] for r in timed),
-        "peak_rss_mb": peak_rss_mb(),
-        "steps": int(reports[-1]["step"]),
-        **pinned,
-    }
+    seconds = sum(r["step_seconds"] for r in timed)
+    return rates(tally.work(warmup), seconds, steps, **pinned)
 
 
-MEASURES = ("samples_per_second", "peak_rss_mb")
+MEASURES = (
+    "real_tokens_per_second",
+    "padded_tokens_per_second",
+    "padding",
+    "samples_per_second",
+    "peak_rss_mb",
+    "epoch_padded_tokens",
+)
+HF_BEST, LOOP = "HF Trainer, group_by_length (best)", "trainables loop (default, grouped)"
+HF_FLAT, LOOP_FLAT = "HF Trainer, no grouping", "trainables loop, no grouping"
 RUNS = {  # name: (side, grouped)
-    "HF Trainer, group_by_length (best)": ("hf", True),
-    "trainables loop (default, grouped)": ("loop", True),
-    "HF Trainer, no grouping": ("hf", False),
-    "trainables loop, no grouping": ("loop", False),
+    HF_BEST: ("hf", True),
+    LOOP: ("loop", True),
+    HF_FLAT: ("hf", False),
+    LOOP_FLAT: ("loop", False),
 }
+
+
+def describe(run: dict[str, Any]) -> str:
+    """One run's figures on one line."""
+    return (
+        f"{run['real_tokens_per_second']:7.0f} real tok/s {run['padded_tokens_per_second']:7.0f} "
+        f"padded tok/s padding {run['padding']:5.1%} {run['samples_per_second']:6.1f} samples/s "
+        f"peak RSS {run['peak_rss_mb']:5.0f} MB"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1024)
+    parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=8, help="untimed first steps, each side")
+    parser.add_argument(
+        "--grouped-only", action="store_true", help="skip the two ungrouped runs of each round"
+    )
     parser.add_argument(
         "--data",
         default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"),
@@ -232,6 +331,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="loop-bench-"))
     train_tsv, dev_tsv = sample_sst2(Path(args.data), args.rows, work)
+    runs = {k: v for k, v in RUNS.items() if v[1] or not args.grouped_only}
     print(
         f"SST-2 sample: {args.rows} rows, batch {BATCH_SIZE}, max_length {MAX_LENGTH}, "
         f"seed {SEED}, 1 process x {args.threads} threads, CPU fp32, first {args.warmup} steps "
@@ -239,9 +339,9 @@ def main() -> None:
         flush=True,
     )
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNS}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
     for rep in range(args.reps):
-        for name, (side, group) in RUNS.items():
+        for name, (side, group) in runs.items():
             command = [sys.executable, __file__, "--side", side, "--train", train_tsv]
             command += ["--dev", dev_tsv, "--threads", str(args.threads)]
             command += ["--warmup", str(args.warmup)] + (["--group"] if group else [])
@@ -251,26 +351,29 @@ def main() -> None:
             run = json.loads(done.stdout.strip().splitlines()[-1])
             results[name].append(run)
             print(
-                f"round {rep + 1} {name:36s} {run['samples_per_second']:7.1f} samples/s "
-                f"peak RSS {run['peak_rss_mb']:6.0f} MB ({run['steps']} steps, torch threads "
-                f"{run['torch_threads']}, OMP {run['OMP_NUM_THREADS']}, "
+                f"round {rep + 1} {name:36s} {describe(run)} ({run['steps']} steps, "
+                f"torch threads {run['torch_threads']}, OMP {run['OMP_NUM_THREADS']}, "
                 f"MKL {run['MKL_NUM_THREADS']})",
                 flush=True,
             )
+            # Same rows, same tokenizer: both sides must have trained on the same real tokens.
+            epoch_tokens = {r["epoch_real_tokens"] for rs in results.values() for r in rs}
+            if len(epoch_tokens) > 1:
+                sys.exit(f"the sides trained on different real tokens per epoch: {epoch_tokens}")
 
     median = {
-        name: {
-            k: statistics.median(r[k] for r in runs) for k in ("samples_per_second", "peak_rss_mb")
-        }
-        for name, runs in results.items()
+        name: {k: statistics.median(r[k] for r in rs) for k in MEASURES}
+        for name, rs in results.items()
     }
-    best = median["HF Trainer, group_by_length (best)"]
-    print(f"\nmedians of {args.reps} rounds, against HF Trainer's best settings:")
+    best = median[HF_BEST]["real_tokens_per_second"]
+    print(
+        f"\nmedians of {args.reps} rounds ({results[HF_BEST][0]['epoch_real_tokens']} real "
+        f"tokens an epoch on every side), against HF Trainer's best settings:"
+    )
     for name, m in median.items():
         print(
-            f"{name:36s} {m['samples_per_second']:7.1f} samples/s   peak RSS "
-            f"{m['peak_rss_mb']:6.0f} MB   "
-            f"{m['samples_per_second'] / best['samples_per_second']:.2f}x"
+            f"{name:36s} {describe(m)}   {m['real_tokens_per_second'] / best:.2f}x real tok/s   "
+            f"epoch {m['epoch_padded_tokens']:.0f} padded tokens"
         )
 
     def ratios(ours: str, theirs: str, measure: str) -> list[float]:
@@ -281,19 +384,23 @@ def main() -> None:
     def paired(ours: str, theirs: str, measure: str) -> float:
         return statistics.median(ratios(ours, theirs, measure))
 
-    loop, flat = "trainables loop (default, grouped)", "trainables loop, no grouping"
-    best_name, hf_flat = "HF Trainer, group_by_length (best)", "HF Trainer, no grouping"
-    per_round = ", ".join(f"{x:.2f}x" for x in ratios(loop, best_name, "samples_per_second"))
-    print(f"loop / HF best samples/s per round: {per_round}")
+    per_round = ", ".join(f"{x:.2f}x" for x in ratios(LOOP, HF_BEST, "real_tokens_per_second"))
+    print(f"loop / HF best real tokens/s per round: {per_round}")
     print(
-        f"ungrouped ratio (loop / HF Trainer, both without grouping): "
-        f"{paired(flat, hf_flat, 'samples_per_second'):.2f}x samples/s, "
-        f"{paired(flat, hf_flat, 'peak_rss_mb'):.2f}x peak memory"
+        f"loop / HF best samples/s: {paired(LOOP, HF_BEST, 'samples_per_second'):.2f}x, "
+        f"padded tokens/s: {paired(LOOP, HF_BEST, 'padded_tokens_per_second'):.2f}x "
+        f"(medians of the rounds' ratios)"
     )
+    if not args.grouped_only:
+        print(
+            f"ungrouped ratio (loop / HF Trainer, both without grouping): "
+            f"{paired(LOOP_FLAT, HF_FLAT, 'real_tokens_per_second'):.2f}x real tokens/s, "
+            f"{paired(LOOP_FLAT, HF_FLAT, 'peak_rss_mb'):.2f}x peak memory"
+        )
     print(
         f"ratio vs HF Trainer (best settings): "
-        f"{paired(loop, best_name, 'samples_per_second'):.2f}x samples/s, "
-        f"{paired(loop, best_name, 'peak_rss_mb'):.2f}x peak memory"
+        f"{paired(LOOP, HF_BEST, 'real_tokens_per_second'):.2f}x real tokens/s, "
+        f"{paired(LOOP, HF_BEST, 'peak_rss_mb'):.2f}x peak memory"
     )
 
 
