@@ -42,7 +42,9 @@ def ner_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-def job(model_dir: str, files: dict[str, str], max_length: int = 32, **training: Any):  # type: ignore[no-untyped-def]
+def job(
+    model_dir: str, files: dict[str, str], max_length: int = 32, **training: Any
+) -> FinetuneConfig:
     return parse_config(
         {
             "model": {"name_or_path": model_dir},
@@ -127,6 +129,25 @@ def test_sweeps_validate_accepts_the_same_spec_with_good_data(
     path = tmp_path / "spec.yaml"
     path.write_text(json.dumps(spec))
     assert cli.main(["validate", str(path)]) == 0
+
+
+def test_inside_tags_without_their_begin_are_kept_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train = tmp_path / "train.conll"
+    train.write_text("Bob\tI-PER\nsays\tO\n\nin\tO\nOslo\tI-LOC\nnow\tO\n\nAl\tB-PER\n")
+    dev = tmp_path / "dev.conll"
+    dev.write_text("Al\tB-PER\nsays\tO\n")
+    cfg = parse_config(
+        {
+            "data": {"train": str(train), "validation": str(dev)},
+            "training": {"monitor": "val_f1_entity"},
+        }
+    )
+    with caplog.at_level("WARNING"):
+        dataset = read_dataset(cfg)
+    assert "data.train: 2 I-/E- tags of train.conll continue no entity" in caplog.text
+    assert dataset.splits["train"].tags[:2] == [["I-PER", "O"], ["O", "I-LOC", "O"]]
 
 
 # --------------------------------------------------------------------------- runs

@@ -15,6 +15,7 @@ from five counts summed over DDP ranks, and `loss`. The saved folder is an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ from trainables.tasks.token_data import (
     tag_names,
     word_predictions,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,15 @@ def read_tagged_splits(data: DataConfig) -> TaggedDataset:
             )
     scheme = detect_scheme(splits) if data.tag_scheme == "auto" else data.tag_scheme
     for name, split in splits.items():
-        check_scheme(split, scheme, f"data.{name}")
+        orphans = check_scheme(split, scheme, f"data.{name}")
+        if orphans:
+            logger.warning(
+                "data.%s: %d I-/E- tags of %s continue no entity; each starts one, as seqeval's "
+                "default mode scores them (IOB1 files read this way)",
+                name,
+                orphans,
+                split.file,
+            )
     original = len(splits["train"])
     for name, fraction in (("validation", data.validation_fraction), ("test", data.test_fraction)):
         if name in splits or fraction == 0.0:
