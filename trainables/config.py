@@ -171,6 +171,18 @@ class DataConfig(_Section):
     #: Token classification: every word piece carries its word's tag (a B- tag as the I-
     #: twin), not only the first; evaluation reads the first piece either way.
     label_all_tokens: bool = False
+    #: Causal LM (`task: causal_lm`): a prompt column and a completion column (the loss on
+    #: completion tokens only), or a column of chat `messages` (lists of {role, content} turns
+    #: rendered with the tokenizer's chat template, the loss on assistant turns only); neither:
+    #: plain text in `text_column` (the loss on every token).
+    prompt_column: str | None = None
+    completion_column: str | None = None
+    messages_column: str | None = None
+    #: Causal LM: a Jinja chat template for a tokenizer that has none (saved with the model).
+    chat_template: str | None = None
+    #: Causal LM: several examples per row up to `max_length`, attention and positions kept
+    #: inside each example (checked on the model before training; see the README).
+    packing: bool = False
 
     @property
     def has_images(self) -> bool:
@@ -300,6 +312,9 @@ class TrainingConfig(_Section):
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    #: Recompute activations in the backward pass (task: causal_lm): less memory, more
+    #: compute.
+    gradient_checkpointing: bool = False
     seed: int = 42
     checkpoints_to_keep: int | None = Field(default=2, ge=1)
 
@@ -337,7 +352,10 @@ class FinetuneConfig(_Section):
     #: model: images when the data has an image column or folder or is `builtin: digits`, or
     #: the model names a vision model; regression when `data.label_columns` is set or the
     #: label column of a local train file holds floats (said in a logged warning); else text.
-    task: Literal["text", "image", "regression", "multi_label", "token_classification"] = "text"
+    #: `causal_lm` (generative fine-tuning of a decoder-only LM) is chosen explicitly.
+    task: Literal[
+        "text", "image", "regression", "multi_label", "token_classification", "causal_lm"
+    ] = "text"
     #: A checkpoint folder or URI to start from when the job's run has no checkpoint of its
     #: own: weights, optimizer state, loop position and RNG streams (PBT's exploit).
     start_from: str | None = None
@@ -406,6 +424,9 @@ class FinetuneConfig(_Section):
             )
         if self.task == "image" and self.data.text_pair_column:
             raise ValueError("data.text_pair_column: an image task has no text pairs")
+        from trainables.sft_data import check_sft_config
+
+        check_sft_config(self)
         if self.task == "token_classification":
             for name in ("text_pair_column", "image_column", "hub_dataset", "builtin"):
                 if getattr(self.data, name):

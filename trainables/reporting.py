@@ -25,11 +25,12 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
         "val_recall_entity",
         "val_token_accuracy",
     ),
+    "causal_lm": ("val_loss", "val_perplexity"),
 }
 
 #: Metric names (without their `val_` / `test_` / `train_` prefix) where lower is better;
 #: every other metric is better higher.
-MINIMISED = frozenset({"loss", "mse", "rmse", "mae"})
+MINIMISED = frozenset({"loss", "mse", "rmse", "mae", "perplexity"})
 
 #: What every report carries besides the task's validation metrics.
 TRAINING_METRICS = (

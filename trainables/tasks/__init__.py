@@ -34,6 +34,7 @@ TASK_MODULES = {
     "regression": "trainables.tasks.regression",
     "multi_label": "trainables.tasks.multi_label",
     "token_classification": "trainables.tasks.token_classification",
+    "causal_lm": "trainables.tasks.causal_lm",
 }
 
 

@@ -5,7 +5,8 @@ This is what `sweeps verify` runs and what the README tells a user to write: tim
 transformers' `from_pretrained` with the folder's tokenizer or image processor. A text model's
 answer follows its config's `problem_type`: a class name, the names of the classes at or over
 the threshold its config saved (`multi_label_classification`), or the predicted numbers
-(`regression`). A token-classification model tags a sentence: `word/TAG` pairs.
+(`regression`). A token-classification model tags a sentence: `word/TAG` pairs. A causal LM
+continues a prompt greedily (deterministic): the generated text.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def kind_of(folder: str) -> str:
         return "transformers-image"
     if any(a.endswith("ForTokenClassification") for a in config.get("architectures") or ()):
         return "transformers-token"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in config.get("architectures") or ()):
+        return "transformers-causal-lm"
     return "transformers-text"
 
 
@@ -72,6 +75,18 @@ def load_classifier(folder: str) -> Callable[[Any], str]:
             return " ".join(f"{word}/{tag}" for word, tag in tag(str(text)))
 
         return tag_text
+    if kind == "transformers-causal-lm":
+        from transformers import AutoTokenizer
+
+        from trainables.tasks.causal_lm import load_generator
+
+        generate = load_generator(folder)
+        generated_by = AutoTokenizer.from_pretrained(folder)
+
+        def continue_text(text: Any) -> str:
+            return str(generated_by.decode(generate(str(text)), skip_special_tokens=True))
+
+        return continue_text
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -104,6 +119,10 @@ def smoke_input(folder: str) -> Any:
         from trainables.tasks.token_classification import SMOKE_SENTENCE
 
         return SMOKE_SENTENCE
+    if kind == "transformers-causal-lm":
+        from trainables.tasks.causal_lm import SMOKE_PROMPT
+
+        return SMOKE_PROMPT
     if kind == "transformers-text":
         return "a sentence to classify"
     from PIL import Image
