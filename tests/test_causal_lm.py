@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import FinetuneConfig
-from trainables.errors import DataError
+from trainables.errors import DataError, ModelLoadError
 from trainables.reporting import natural_mode
 from trainables.tasks import prepare_task, read_dataset
 from trainables.tasks.causal_lm import CausalLmTask, generate, load_causal_lm
@@ -153,6 +153,50 @@ def test_packed_row_loss_is_the_sum_of_its_examples_own_losses(
     with torch.no_grad():
         control.add(task.logits(model, crossing).float(), labels)
     assert abs(float(control.sums[0]) - expected) > 1e-3 * expected  # type: ignore[attr-defined]
+
+
+def test_packed_plain_texts_learn_no_token_across_an_example_boundary(
+    lm_dirs: dict[str, str], tmp_path: Path
+) -> None:
+    texts = [c.strip() for _, c in PAIRS]
+    train = write_jsonl(tmp_path / "texts.jsonl", [{"text": t} for t in texts])
+    task = prepare_task(job(lm_dirs["llama"], train, packing=True))
+    assert task.splits["validation"] < len(texts)
+    model = task.build_model(task.job_model).eval()  # type: ignore[attr-defined]
+    batch = task.batch("validation", list(range(task.splits["validation"])), train=False)
+    labels = batch.pop("labels")
+    state = task.metric_state(torch.device("cpu"))
+    with torch.no_grad():
+        state.add(task.logits(model, batch).float(), labels)
+
+    tokenizer = task.tokenizer  # type: ignore[attr-defined]
+    total, count = 0.0, 0
+    for text in texts:
+        ids = tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+        s, n = own_loss(model, ids[:1], ids[1:])  # every token after the first is learned
+        total, count = total + s, count + n
+    assert float(state.sums[1]) == count  # type: ignore[attr-defined]
+    assert float(state.sums[0]) == pytest.approx(total, rel=1e-5)  # type: ignore[attr-defined]
+
+
+def test_packing_is_refused_for_a_model_whose_attention_crosses_examples(
+    lm_dirs: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers.masking_utils
+
+    cfg = job(
+        lm_dirs["llama"],
+        pair_files(tmp_path),
+        prompt_column="p",
+        completion_column="c",
+        packing=True,
+    )
+    task = prepare_task(cfg)
+    task.build_model(cfg.model)  # positive control: this model keeps them apart
+    # A backend that does not read restarting positions as boundaries: a plain causal mask.
+    monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda p: None)
+    with pytest.raises(ModelLoadError, match=r"data\.packing: LlamaForCausalLM attends across"):
+        task.build_model(cfg.model)
 
 
 def test_chat_rows_learn_the_assistant_turns_with_their_end_token_only(
