@@ -354,3 +354,65 @@ def test_lora_adapter_and_merged_model_generate_the_same_tokens(
     assert generate(adapter, tokenizer, prompt, 12) == merged_tokens
     # Positive control: without the adapter, the tokens differ.
     assert generate(base, tokenizer, prompt, 12) != merged_tokens
+
+
+@pytest.mark.timeout(120)
+def test_a_lora_packed_run_stopped_at_a_report_resumes_to_the_weights_of_one_never_stopped(
+    lm_dirs: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.test_in_process import Reports, run, weights
+    from trainables.config import parse_config
+
+    rows = [{"p": " ".join(s.split()[:2]), "c": " " + " ".join(s.split()[2:])} for s in corpus(48)]
+    cfg = parse_config(
+        {
+            "task": "causal_lm",
+            "model": {"name_or_path": lm_dirs["llama"], "method": "lora"},
+            "data": {
+                "train": write_jsonl(tmp_path / "sft.jsonl", rows),
+                "prompt_column": "p",
+                "completion_column": "c",
+                "max_length": 64,
+                "packing": True,
+            },
+            "optimizer": {"lr": 3e-3},
+            "training": {"batch_size": 4, "max_steps": 9, "eval_every": 3, "seed": 3},
+        }
+    )
+    whole = Reports()
+    run(cfg, tmp_path, "whole", whole)
+    stopped = Reports(stop_at=6)
+    with pytest.raises(SystemExit):
+        run(cfg, tmp_path, "stopped", stopped)
+    resumed = Reports()
+    run(cfg, tmp_path, "stopped", resumed)
+
+    assert (stopped.steps, resumed.steps) == ([3, 6], [9])
+    mine, theirs = weights(str(resumed.paths[-1])), weights(str(whole.paths[-1]))
+    assert mine.keys() == theirs.keys()
+    assert all((mine[k] == theirs[k]).all() for k in mine)
+
+
+def test_verify_continues_the_smoke_prompt_greedily_as_transformers_does(
+    lm_dirs: dict[str, str],
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainables.tasks.saved import kind_of, load_classifier, smoke_input
+
+    folder = lm_dirs["llama"]
+    assert kind_of(folder) == "transformers-causal-lm"
+    answer = load_classifier(folder)(smoke_input(folder))
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    text = f"<|user|>{smoke_input(folder)}</s><|assistant|>"  # CHAT_TEMPLATE, by hand
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=20,
+        do_sample=False,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    assert answer == tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
