@@ -229,6 +229,22 @@ def test_a_role_the_template_does_not_know_is_named_by_file_row_and_field(
         read_dataset(job(lm_dirs["llama"], train, messages_column="messages"))
 
 
+def test_a_role_a_template_leaves_out_silently_is_named(
+    lm_dirs: dict[str, str], tmp_path: Path
+) -> None:
+    # CHAT_TEMPLATE, but a role it does not know is skipped instead of raised.
+    quiet = (
+        "{% for m in messages %}{% if m['role'] in ['system', 'user', 'assistant'] %}"
+        "<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    bad = [*CHATS[1][:1], {"role": "tool", "content": "forty two"}, CHATS[1][1]]
+    train = write_jsonl(tmp_path / "chat.jsonl", [{"messages": CHATS[1]}, {"messages": bad}])
+    cfg = job(lm_dirs["gpt2"], train, messages_column="messages", chat_template=quiet)
+    with pytest.raises(DataError, match=r"chat\.jsonl row 2: turn 1 \(role 'tool'\) is left out"):
+        read_dataset(cfg)
+
+
 def test_messages_without_a_chat_template_name_the_field(
     lm_dirs: dict[str, str], tmp_path: Path
 ) -> None:
