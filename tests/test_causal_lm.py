@@ -432,3 +432,39 @@ def test_verify_continues_the_smoke_prompt_greedily_as_transformers_does(
         pad_token_id=tokenizer.eos_token_id,
     )
     assert answer == tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_lora_with_gradient_checkpointing_gets_the_same_adapter_gradients(
+    lm_dirs: dict[str, str], tmp_path: Path
+) -> None:
+    def adapter_grads(checkpointing: bool) -> dict[str, torch.Tensor]:
+        cfg = FinetuneConfig.model_validate(
+            {
+                "task": "causal_lm",
+                "model": {"name_or_path": lm_dirs["llama"], "method": "lora"},
+                "data": {
+                    "train": pair_files(tmp_path),
+                    "prompt_column": "p",
+                    "completion_column": "c",
+                },
+                "training": {"gradient_checkpointing": checkpointing},
+            }
+        )
+        task = prepare_task(cfg)
+        torch.manual_seed(0)
+        model = task.build_model(cfg.model).train()
+        assert model.base_model.model.is_gradient_checkpointing == checkpointing
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0.0, 0.5)
+        batch = task.batch("train", list(range(task.splits["train"])), train=True)
+        labels = batch.pop("labels")
+        task.loss(task.logits(model, batch).float(), labels).backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+    plain, checkpointed = adapter_grads(False), adapter_grads(True)
+    assert plain.keys() == checkpointed.keys() and plain
+    for name, grad in plain.items():
+        assert checkpointed[name] is not None, name
+        assert torch.allclose(grad, checkpointed[name], atol=1e-6), name

@@ -210,10 +210,8 @@ class CausalLmTask:
                     f"data.packing: false"
                 )
             if model.method == "lora":
-                if checkpointing:
-                    # The frozen embeddings' output must carry a gradient for the
-                    # recomputed layers' adapters to get theirs.
-                    built.enable_input_require_grads()
+                # With gradient checkpointing on, peft makes the frozen embeddings' output
+                # require a gradient, so the recomputed layers' adapters get theirs (tested).
                 built = add_lora(built, model.lora, [], task_type="CAUSAL_LM")
         return built
 
