@@ -469,3 +469,44 @@ def test_lora_with_gradient_checkpointing_gets_the_same_adapter_gradients(
         other = checkpointed[name]
         assert grad is not None and other is not None, name
         assert torch.allclose(grad, other, atol=1e-6), name
+
+
+def test_a_saved_lora_folder_scores_on_test_what_the_live_adapter_model_scores(
+    lm_dirs: dict[str, str], tmp_path: Path
+) -> None:
+    from trainables.evaluation import evaluate_folder
+
+    pairs = pair_files(tmp_path)
+    cfg = FinetuneConfig.model_validate(
+        {
+            "task": "causal_lm",
+            "model": {"name_or_path": lm_dirs["gpt2"], "method": "lora"},
+            "data": {
+                "train": pairs,
+                "test": pairs,
+                "prompt_column": "p",
+                "completion_column": "c",
+                "packing": True,
+            },
+        }
+    )
+    task = prepare_task(cfg)
+    model: Any = task.build_model(cfg.model).eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 1.0)
+    state = task.metric_state(torch.device("cpu"))
+    for rows in task.eval_order("test", list(range(task.splits["test"])), 2):
+        batch = task.batch("test", rows, train=False)
+        labels = batch.pop("labels")
+        with torch.no_grad():
+            state.add(task.logits(model, batch).float(), labels)
+    live = state.result("test_")
+    task.save(model, tmp_path / "saved")
+
+    saved = evaluate_folder(cfg, str(tmp_path / "saved"), "test")
+    assert saved is not None
+    assert saved["test_loss"] == pytest.approx(live["test_loss"], rel=1e-5)
+    assert saved["test_perplexity"] == pytest.approx(live["test_perplexity"], rel=1e-5)
