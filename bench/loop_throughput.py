@@ -20,11 +20,14 @@ With different windows one side pads less and its samples/s says nothing about i
 Timed: the optimizer steps after the first `--warmup` (thread pools, allocator and first-batch
 costs), on both sides: HF by a `TrainerCallback`'s clock at every step's end, the loop by its own
 step clock (its reports every `--warmup` steps, the first one's window left out). Evaluation and
-checkpoints are outside both clocks. Work is counted from the batches each side trained on in
-its timed steps (HF: what its collator returned, in order; the loop: what its task's `batch`
-returned for training, in order): real tokens (the attention mask's ones), padded tokens (the
-batch's shape) and rows. Both sides must see the same real tokens over the epoch, or the bench
-stops. Peak memory: the side's process `ru_maxrss` (each side is one process).
+checkpoints are outside both clocks. Each run also prints its CPU share (its process's CPU
+seconds over threads x wall seconds, from its first timed batch to its end): well under 1, the
+run shared its cores with something else and its figures are not its own. Work is counted
+from the batches each side trained on in its timed steps (HF: what its collator returned, in
+order; the loop: what its task's `batch` returned for training, in order): real tokens (the
+attention mask's ones), padded tokens (the batch's shape) and rows. Both sides must see the
+same real tokens over the epoch, or the bench stops. Peak memory: the side's process
+`ru_maxrss` (each side is one process).
 
 `--reps` rounds alternate the runs; medians are printed, then the ungrouped ratio and the last
 line `ratio vs HF Trainer (best settings): <x>x real tokens/s, <y>x peak memory` (loop grouped
@@ -68,10 +71,18 @@ class Tally:
 
     def __init__(self) -> None:
         self.batches: list[tuple[int, int, int]] = []
+        self.clocks: list[tuple[float, float]] = []  # (wall, process CPU) at each batch
 
     def add(self, batch: Mapping[str, Any]) -> None:
         real, padded = token_counts(batch)
         self.batches.append((len(batch["attention_mask"]), real, padded))
+        self.clocks.append((time.perf_counter(), time.process_time()))
+
+    def cpu_share(self, first: int, threads: int) -> float:
+        """The process's CPU seconds from batch `first` on over `threads` x the wall seconds:
+        near 1 when the process had its cores to itself, lower when something else ran."""
+        wall, cpu = self.clocks[first]
+        return (time.process_time() - cpu) / (time.perf_counter() - wall) / threads
 
     def work(self, first: int) -> dict[str, int]:
         """Rows, real and padded tokens of the batches from `first` on (the timed steps), and
@@ -206,11 +217,13 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
         callbacks=[StepClock()],
     )
     trainer.train()
+    cpu_share = tally.cpu_share(warmup, n_threads)
     # ends[k] is step k's end (ends[0] the first step's start).
     steps = len(ends) - 1
     if len(tally.batches) != steps:
         raise RuntimeError(f"HF collated {len(tally.batches)} batches for {steps} steps")
-    return rates(tally.work(warmup), ends[steps] - ends[warmup], steps, **pinned)
+    seconds = ends[steps] - ends[warmup]
+    return rates(tally.work(warmup), seconds, steps, cpu_share=cpu_share, **pinned)
 
 
 def loop_job(
@@ -266,6 +279,7 @@ def run_loop(
         run_in_process(
             cfg, run_name="loop", storage_path=storage, on_report=lambda m, _: reports.append(m)
         )
+    cpu_share = tally.cpu_share(warmup, n_threads)
     steps = int(reports[-1]["step"])
     if len(tally.batches) != steps or int(reports[0]["step"]) != warmup:
         raise RuntimeError(
@@ -274,7 +288,7 @@ def run_loop(
         )
     timed = reports[1:]  # the first window holds the warm-up steps
     seconds = sum(r["step_seconds"] for r in timed)
-    return rates(tally.work(warmup), seconds, steps, **pinned)
+    return rates(tally.work(warmup), seconds, steps, cpu_share=cpu_share, **pinned)
 
 
 MEASURES = (
@@ -351,9 +365,9 @@ def main() -> None:
             run = json.loads(done.stdout.strip().splitlines()[-1])
             results[name].append(run)
             print(
-                f"round {rep + 1} {name:36s} {describe(run)} ({run['steps']} steps, "
-                f"torch threads {run['torch_threads']}, OMP {run['OMP_NUM_THREADS']}, "
-                f"MKL {run['MKL_NUM_THREADS']})",
+                f"round {rep + 1} {name:36s} {describe(run)} CPU share {run['cpu_share']:.2f} "
+                f"({run['steps']} steps, torch threads {run['torch_threads']}, "
+                f"OMP {run['OMP_NUM_THREADS']}, MKL {run['MKL_NUM_THREADS']})",
                 flush=True,
             )
             # Same rows, same tokenizer: both sides must have trained on the same real tokens.
