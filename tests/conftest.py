@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -14,6 +15,13 @@ import pytest
 POSITIVE = ("good", "great", "fine", "lovely", "superb")
 NEGATIVE = ("bad", "awful", "poor", "dreadful", "weak")
 FILLER = ("the", "film", "was", "a", "story", "cast", "and", "plot", "this", "really", "quite")
+#: `ray.init`'s arguments for the session's runtime: a test that stops it for a while (to let a
+#: command start a Ray of its own) starts it again with these.
+RAY_SESSION_INIT: dict[str, Any] = {
+    "num_cpus": 2,
+    "log_to_driver": False,
+    "include_dashboard": True,
+}
 
 
 def separable_table(n: int, seed: int) -> pa.Table:
@@ -66,7 +74,7 @@ def ray_session() -> Iterator[None]:
         os.environ.setdefault(name, "testing")
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=True)
+    ray.init(**RAY_SESSION_INIT)
     yield
     ray.shutdown()
 
