@@ -35,8 +35,6 @@ def tagged_sentences(n: int, seed: int, long_every: int = 0) -> list[list[tuple[
 
 def write_conll(path: Path, n: int, seed: int, long_every: int = 0) -> str:
     """A CoNLL file (token, tab, tag; a blank line between sentences) of `tagged_sentences`."""
-    blocks = [
-        "\n".join(f"{w}\t{t}" for w, t in s) for s in tagged_sentences(n, seed, long_every)
-    ]
+    blocks = ["\n".join(f"{w}\t{t}" for w, t in s) for s in tagged_sentences(n, seed, long_every)]
     path.write_text("-DOCSTART-\tO\n\n" + "\n\n".join(blocks) + "\n")
     return str(path)
