@@ -1,13 +1,23 @@
 """Chaos: one DDP rank's process is SIGKILLed between checkpoints, inside a trial's steps.
 
 In a sweep (`run_sweep`, as `sweeps run` runs it) Tune retries the trial, which resumes from
-its last checkpoint and replays the lost steps: its final weights equal an uninterrupted
-trial's. The negative control (the same job and kill, a resume that does not restore the RNG
-streams) ends elsewhere, so the comparison can tell.
+its last checkpoint and replays the lost steps. What happened is read from the raw report
+stream (`tests/chaos/events.py`: every result Tune delivered, with its wall time), not from the
+results file, which keeps one row per step and so shows a restart from scratch (the same steps,
+and seeded, the same weights) exactly as it shows a resume: after the kill, the trial's first
+report is the evaluation after its last checkpoint, and none is at or below that checkpoint's
+step. Its final weights equal an uninterrupted trial's.
+
+Two controls, the same kill each: with the trial's Train run (its checkpoints and Ray Train's
+record of them) deleted before the retry, the trial starts again from step 0 and the stream
+assertion fails on it; with a resume that does not restore the RNG streams, the weights
+comparison fails.
 """
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 import cloudpickle
@@ -18,6 +28,12 @@ from safetensors.torch import load_file
 from sweeps.results.queries import SweepResults
 from sweeps.running.runner import run_sweep
 from sweeps.spec import SweepSpec, apply_params, parse_spec
+from tests.chaos.events import (
+    ReportLog,
+    assert_went_on_from_checkpoint,
+    read_events,
+    registered_steps,
+)
 from tests.chaos.killer import KillAWorkerAfterFirstCheckpoint
 from tests.integration import faults
 from tests.sweeps.test_sweep_e2e import tiny_spec
@@ -47,6 +63,53 @@ def one_trial_sweep(model_dir: str, files: dict[str, str], storage: Path) -> Swe
     return parse_spec(raw)
 
 
+class KillARank(KillAWorkerAfterFirstCheckpoint):
+    """The kill, then (at once: no rank can checkpoint with one of them dead) the wall time and
+    the steps of the checkpoints Train had registered; with `delete_runs`, the Train runs too
+    (checkpoints and Train's record of them), so the retry has nothing to resume from."""
+
+    def __init__(self, runs: Path, delete_runs: bool = False) -> None:
+        super().__init__(runs)
+        self.delete_runs = delete_runs
+        self.killed_at = 0.0
+        self.steps: list[int] = []
+
+    def run(self) -> None:
+        super().run()
+        if self.killed is None:
+            return
+        self.killed_at = time.time()
+        self.steps = [s for run in self.runs.iterdir() for s in registered_steps(run)]
+        if self.delete_runs:
+            for run in list(self.runs.iterdir()):
+                shutil.rmtree(run)
+
+
+def run_killed(spec: SweepSpec, storage: Path, delete_runs: bool = False) -> tuple[KillARank, Path]:
+    """Runs `spec` with one rank killed after the first checkpoint; the killer and the sweep's
+    raw report stream."""
+    stream = storage / "reports.jsonl"
+    killer = KillARank(storage / "ranks" / "train", delete_runs)
+    killer.start()
+    try:
+        run_sweep(spec, callbacks=[ReportLog(stream)])
+    finally:
+        killer.stop()
+    assert killer.killed is not None, "no worker was killed"
+    # Killed between checkpoints: the last one did not hold the trial's end.
+    assert killer.steps and max(killer.steps) < STEPS, killer.steps
+    (row,) = SweepResults.of(spec).table()
+    assert row["status"] == "TERMINATED"
+    return killer, stream
+
+
+def assert_resumed(killer: KillARank, stream: Path) -> None:
+    """The raw stream: the one trial went on from its last checkpoint at the kill."""
+    events = read_events(stream)
+    (trial_id,) = {e.trial_id for e in events}
+    assert_went_on_from_checkpoint(events, trial_id, killer.killed_at, max(killer.steps), EVERY)
+
+
 def final_weights(checkpoint: str) -> Weights:
     return load_file(str(Path(checkpoint) / WEIGHTS))
 
@@ -73,30 +136,36 @@ def uninterrupted(
 def test_a_rank_killed_mid_steps_in_a_sweep_resumes_to_the_uninterrupted_weights(
     uninterrupted: Weights, tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
-    killed = one_trial_sweep(tiny_model_dir, separable_files, tmp_path)
-    killer = KillAWorkerAfterFirstCheckpoint(tmp_path / "ranks" / "train")
-    killer.start()
-    try:
-        run_sweep(killed)
-    finally:
-        killer.stop()
+    spec = one_trial_sweep(tiny_model_dir, separable_files, tmp_path)
+    killer, stream = run_killed(spec, tmp_path)
 
-    assert killer.killed is not None, "no worker was killed"
-    # Killed between checkpoints: the last one did not hold the trial's end.
-    assert len(killer.at_checkpoints) < STEPS // EVERY
-    (row,) = SweepResults.of(killed).table()
-    assert row["status"] == "TERMINATED"
-    rows = SweepResults.of(killed).rows()
+    assert_resumed(killer, stream)
+    rows = SweepResults.of(spec).rows()
     assert [r["step"] for r in rows] == [10, 20, 30]
     assert_same(uninterrupted, final_weights(rows[-1]["checkpoint_path"]))
+
+
+@pytest.mark.timeout(400)
+def test_the_same_kill_with_the_trials_checkpoints_deleted_restarts_from_scratch(
+    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
+) -> None:
+    """The stream assertion's control: the trial's Train run deleted right after the kill, the
+    retry starts from step 0 (the results file still shows steps 10, 20, 30)."""
+    spec = one_trial_sweep(tiny_model_dir, separable_files, tmp_path)
+    killer, stream = run_killed(spec, tmp_path, delete_runs=True)
+
+    assert [r["step"] for r in SweepResults.of(spec).rows()] == [10, 20, 30]
+    with pytest.raises(AssertionError, match="again after the kill"):
+        assert_resumed(killer, stream)
 
 
 @pytest.mark.timeout(400)
 def test_the_same_kill_without_the_rng_restore_ends_elsewhere(
     uninterrupted: Weights, tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
-    """The control: the trial's own job, resumed by Train after the same kill without its RNG
-    streams (dropout draws differ after the resume), ends at other weights."""
+    """The weights comparison's control: the trial's own job, resumed by Train after the same
+    kill without its RNG streams (dropout draws differ after the resume), ends at other
+    weights."""
     spec = one_trial_sweep(tiny_model_dir, separable_files, tmp_path)
     job = apply_params(spec.job, {"optimizer.lr": LR}, name="control", source="control")
     killer = KillAWorkerAfterFirstCheckpoint(tmp_path / "control")
