@@ -308,6 +308,13 @@ def test_method_head_is_refused_for_a_causal_lm(tmp_path: Path) -> None:
         )
 
 
+def test_the_embedded_sentence_encoder_is_refused_for_a_causal_lm(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"model\.name_or_path: task: causal_lm .* not one"):
+        FinetuneConfig.model_validate(
+            {"task": "causal_lm", "data": {"train": str(tmp_path / "t.jsonl")}}
+        )
+
+
 def test_perplexity_is_minimised() -> None:
     assert natural_mode("val_perplexity") == "min"
 

@@ -54,6 +54,12 @@ def check_sft_config(cfg: FinetuneConfig) -> None:
             if getattr(data, name):
                 raise ValueError(f"data.{name}: is for task: causal_lm, not {cfg.task!r}")
         return
+    if cfg.model.name_or_path.startswith("embedded:"):
+        raise ValueError(
+            f"model.name_or_path: task: causal_lm fine-tunes a causal (GPT-style) language "
+            f"model, and {cfg.model.name_or_path!r} is not one; give a local Hugging Face folder "
+            f"or a Hub id"
+        )
     if cfg.model.method == "head":
         raise ValueError(
             "model.method: head trains only a new output head, and a causal LM has none: its "
