@@ -38,7 +38,7 @@ median of each round's own ratio.
     .venv/bin/python bench/sweep_overhead.py [--trials 16] [--steps 400] [--workers 2]
         [--rounds 3] [--only sweeps] [--baseline tuned]
 
-The one-worker case (issue 26): `--workers 1 --trials 6 --rounds 3`, about 11 minutes here.
+The one-worker case (issue 26): `--workers 1 --trials 5 --rounds 3`.
 Longer trials (e.g. `--steps 5000`, about 2 minutes of steps each) show utilisation at scale.
 """
 
@@ -326,12 +326,13 @@ class Measured:
 
 def work_done(df: Any) -> tuple[int, int, int, int]:
     """A trial's steps, rows trained, evaluations and checkpoints, from its own reports."""
-    saved = df[CHECKPOINT_PATH_KEY] if CHECKPOINT_PATH_KEY in df else df["checkpoint_dir_name"]
+    # The sweep path and TuneReportCallback name Train's checkpoint; Tune names its own.
+    saved = [df[c] for c in (CHECKPOINT_PATH_KEY, "checkpoint_dir_name") if c in df]
     return (
         int(df["step"].max()),
         round(float((df["samples_per_second"] * df["step_seconds"]).sum())),
         int(df["val_loss"].notna().sum()),
-        int(saved.notna().sum()),
+        int(saved[0].notna().sum()) if saved else -1,  # -1: not found in the reports
     )
 
 
