@@ -137,3 +137,68 @@ def test_a_killed_lora_worker_group_resumes_to_the_same_adapters_and_weights(
             assert weights_a.keys() == weights_b.keys()
             for key in weights_a:
                 torch.testing.assert_close(weights_a[key], weights_b[key], rtol=1e-5, atol=1e-6)
+
+
+#: How far a 2-rank figure may be from the 1-process one: the two evaluate the same weights in
+#: differently padded batches, so predictions differ in their last bits; a correlation of
+#: nearly equal predictions magnifies that (seen: 2.5e-5), a count or a mean does not.
+CLOSE = {"val_pearson": 1e-4, "val_spearman": 1e-4}
+
+
+def shard_metrics(cfg: FinetuneConfig, folder: str, rank: int) -> dict[str, float]:
+    """Validation metrics of rank `rank`'s shard of 2 alone, in this process (no reduction):
+    what a per-rank figure is."""
+    from trainables.loop import task_eval_iter
+    from trainables.tasks import prepare_task, read_dataset
+
+    dataset = read_dataset(cfg)
+    dataset = type(dataset)({"validation": dataset.splits["validation"]}, dataset.label_names)
+    saved = cfg.model.model_copy(update={"name_or_path": folder})
+    task = prepare_task(cfg, dataset, saved)
+    batches = task_eval_iter(task, "validation", cfg.training.batch_size, rank, 2)
+    device = torch.device("cpu")
+    model = task.build_model(saved)
+    return evaluate(model, batches, task.metric_state(device), device, torch.no_grad, "val_")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("task", ["regression", "multi_label"])
+def test_two_worker_ddp_metrics_of_each_task_equal_one_process_evaluation(
+    task: str,
+    tiny_model_dir: str,
+    regression_files: dict[str, str],
+    multi_label_files: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # Correlations gathered over ranks, multi-label counts summed: the reported figures are the
+    # whole validation split's (61 rows: shards of 31 and 30), not a mean of per-rank figures.
+    from tests.task_data import multi_label_data, regression_data
+    from trainables.evaluation import evaluate_folder
+
+    data = (
+        regression_data(regression_files)
+        if task == "regression"
+        else multi_label_data(multi_label_files)
+    )
+    cfg = parse_config(
+        {
+            "task": task,
+            "model": {"name_or_path": tiny_model_dir},
+            "data": data,
+            "optimizer": {"lr": 3e-3},
+            "training": {"batch_size": 8, "max_steps": 40, "eval_every": 40, "seed": 7},
+            "scaling": {"num_workers": 2},
+        }
+    )
+    result = fit(cfg, tmp_path, task)
+    with result.checkpoint.as_directory() as folder:
+        whole = evaluate_folder(cfg, folder, "validation")
+        shards = [shard_metrics(cfg, folder, rank) for rank in (0, 1)]
+    assert whole is not None and set(whole) == {k for k in result.metrics if k.startswith("val_")}
+    for key, value in whole.items():
+        close = CLOSE.get(key, 0.0)
+        assert math.isclose(result.metrics[key], value, rel_tol=1e-5, abs_tol=close or 1e-6), key
+        # The check tells the right reduction from the mean of per-rank figures.
+        per_rank_mean = (shards[0][key] + shards[1][key]) / 2 if close else None
+        if per_rank_mean is not None:
+            assert abs(per_rank_mean - value) > 10 * close, key
