@@ -31,7 +31,12 @@ import ray
 import yaml
 
 from sweeps.results.results import RESULTS_FILE, ResultsLog
-from sweeps.results.wandb_stream import StreamConfig, WandbStreamer
+from sweeps.results.wandb_stream import (
+    SERVICE_TEARDOWN_S,
+    StreamConfig,
+    WandbStreamer,
+    release_wandb,
+)
 from sweeps.spec import WandbSpec
 from sweeps.store.promotion import MANIFEST, BestTrial, promote
 from sweeps.store.storage import Location
@@ -122,6 +127,8 @@ def plant_in_wandb(token: str, at: Plot) -> str:
     streamer.on_trial_result(0, [], trial, {"step": 2, "val_accuracy": 0.5})
     streamer.on_trial_complete(0, [], trial)
     streamer.on_experiment_end([trial])
+    # W&B's service would hold this process at exit (as it does a sweep's: see release_wandb).
+    release_wandb(SERVICE_TEARDOWN_S)
     (run,) = (p for p in folder.rglob("run-*.wandb") if "control-t1" in p.name)
     return str(run)
 
