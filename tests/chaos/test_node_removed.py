@@ -88,6 +88,24 @@ def worker_node(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
             time.sleep(1)
 
 
+def kill_node(node: subprocess.Popen) -> None:
+    """SIGKILLs every process of the node, as when its machine goes away: `ray start`'s
+    process group and every process descended from it (the raylet's workers need not be in
+    that group). The tree is stopped first so that no process starts between listing and
+    killing it."""
+    root = psutil.Process(node.pid)
+    for _ in range(2):  # stop the tree, then list it again: nothing new can start
+        tree = [root, *root.children(recursive=True)]
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.suspend()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(node.pid, signal.SIGKILL)
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+
+
 def restore(path: Path, text: str | None) -> None:
     if text is None:
         path.unlink(missing_ok=True)
@@ -167,7 +185,7 @@ def test_a_removed_worker_node_moves_its_trial_to_the_other_node_from_its_checkp
             chosen = ready[0]
             break
         time.sleep(0.05)
-    os.killpg(node.pid, signal.SIGKILL)
+    kill_node(node)
     removed_at = time.time()
     # What it had checkpointed when the node went (read after the kill: nothing on the node
     # registers a checkpoint any more).
