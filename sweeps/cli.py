@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeps.results.trivial import compare, read_trivial
 from sweeps.spec import load_spec_with_origins
 from sweeps.spec.wandb_format import explain
 from sweeps.store.promotion import BestTrial
 from sweeps.store.storage import check_storage
+from sweeps.store.trivial import compare, read_trivial
 from trainables.errors import FinetuneError
 from trainables.objective import Objective
 

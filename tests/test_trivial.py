@@ -18,9 +18,9 @@ from sklearn.metrics import f1_score
 
 from sweeps import cli
 from sweeps.results.progress import SweepProgress
-from sweeps.results.trivial import compare
 from sweeps.store.promotion import BestTrial, promote
 from sweeps.store.storage import Location
+from sweeps.store.trivial import compare
 from tests.conftest import write_csv, write_digit_folder
 from trainables.config import FinetuneConfig, parse_config
 from trainables.objective import Objective

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 import numpy as np
@@ -284,33 +283,3 @@ _FORMATS: dict[str, LabelFormat] = {
 def label_format(task: str) -> LabelFormat:
     """How `task` reads its labels (single-label classes for a task that registers none)."""
     return _FORMATS.get(task, _FORMATS["text"])
-
-
-def label_column_type(cfg: DataConfig) -> str | None:
-    """The Arrow type of the label column of a local train file, read from its first block
-    only; None when the file or column cannot be read (reported later, where it is read)."""
-    import pyarrow.csv as pa_csv
-    import pyarrow.json as pa_json
-    import pyarrow.parquet as pq
-
-    assert cfg.train is not None
-    suffix = PurePosixPath(cfg.train).suffix.lower()
-    fmt = cfg.format if cfg.format != "auto" else suffix.lstrip(".")
-    try:
-        if fmt in ("parquet", "pq"):
-            schema = pq.read_schema(cfg.train)
-        elif fmt in ("csv", "tsv"):
-            parse = pa_csv.ParseOptions(
-                delimiter="\t" if fmt == "tsv" else ",", quote_char=False if fmt == "tsv" else '"'
-            )
-            with pa_csv.open_csv(cfg.train, parse_options=parse) as reader:
-                schema = reader.schema
-        elif fmt in ("jsonl", "json"):
-            schema = pa_json.read_json(cfg.train).schema
-        else:
-            return None
-    except (OSError, pa.ArrowInvalid):
-        return None
-    if cfg.label_column not in schema.names:
-        return None
-    return str(schema.field(cfg.label_column).type)

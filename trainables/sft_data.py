@@ -33,58 +33,12 @@ import numpy as np
 from trainables.errors import DataError
 
 if TYPE_CHECKING:
-    from trainables.config import DataConfig, FinetuneConfig
+    from trainables.config import DataConfig
 
 log = logging.getLogger(__name__)
 
 #: The label of a token that is not learned (transformers' and PyTorch's ignore index).
 IGNORE = -100
-
-
-def check_sft_config(cfg: FinetuneConfig) -> None:
-    """The config checks of `task: causal_lm` (and that its fields stay with it).
-
-    Raises:
-        ValueError: naming the field.
-    """
-    data = cfg.data
-    fields = ("prompt_column", "completion_column", "messages_column", "chat_template")
-    if cfg.task != "causal_lm":
-        for name in (*fields, "packing"):
-            if getattr(data, name):
-                raise ValueError(f"data.{name}: is for task: causal_lm, not {cfg.task!r}")
-        return
-    if cfg.model.name_or_path.startswith("embedded:"):
-        raise ValueError(
-            f"model.name_or_path: task: causal_lm fine-tunes a causal (GPT-style) language "
-            f"model, and {cfg.model.name_or_path!r} is not one; give a local Hugging Face folder "
-            f"or a Hub id"
-        )
-    if cfg.model.method == "head":
-        raise ValueError(
-            "model.method: head trains only a new output head, and a causal LM has none: its "
-            "output layer is the pretrained vocabulary projection (often tied to the input "
-            "embeddings); use method: full or lora"
-        )
-    if cfg.model.freeze != "none":
-        raise ValueError(
-            f"model.freeze: {cfg.model.freeze!r} is not for causal_lm models; use method: lora "
-            f"to train a small part of one"
-        )
-    if (data.prompt_column is None) != (data.completion_column is None):
-        raise ValueError("data.prompt_column and data.completion_column go together")
-    if data.messages_column and data.prompt_column:
-        raise ValueError(
-            "data.messages_column: give either a messages column or a prompt and completion "
-            "column, not both"
-        )
-    if data.chat_template and not data.messages_column:
-        raise ValueError("data.chat_template: renders data.messages_column; give that column")
-    for name in ("image_column", "text_pair_column", "label_columns", "builtin"):
-        if getattr(data, name):
-            raise ValueError(f"data.{name}: task: causal_lm reads text, without {name}")
-    if data.format == "conll":
-        raise ValueError("data.format: conll is for task: token_classification")
 
 
 def sft_mode(data: DataConfig) -> str:

@@ -23,7 +23,7 @@ predictions, so they are the same quantities as a trial's `val_*` / `test_*` met
 trivial predictor's figure over the validation split: the standard deviation of its per-row
 values (each row evaluated alone, at most `NOISE_ROWS` rows sampled) over the square root of
 the split's rows (RMSE: the MSE's by the delta method). How other metrics' noise is judged is
-in `sweeps.results.trivial`.
+in `sweeps.store.trivial`.
 """
 
 from __future__ import annotations

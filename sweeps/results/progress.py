@@ -4,7 +4,7 @@
 0.9475 at trial 1e9ea6d2 (optimizer.lr=0.00012, model.freeze=none) | trivial predictor 0.5
 (noise 0.044)
 
-The trivial predictor's figure (`sweeps.results.trivial`) ends the line, with "nothing learned"
+The trivial predictor's figure (`sweeps.store.trivial`) ends the line, with "nothing learned"
 while the best does not beat it by more than the validation noise.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from ray.tune import Callback
 
 from sweeps.results.results import Planned, params_at, stopped_by_tune
-from sweeps.results.trivial import compare
+from sweeps.store.trivial import compare
 from trainables.objective import Objective
 
 

@@ -25,9 +25,9 @@ import matplotlib.pyplot as plt
 
 from sweeps.results.lineage import exploits, generation_of
 from sweeps.results.results import TrialSummary, summarize
-from sweeps.results.trivial import compare
 from sweeps.spec import SchedulerSpec, SearchSpec
 from sweeps.spec.space import Param
+from sweeps.store.trivial import compare
 from trainables.objective import Objective, is_finite_number
 
 
@@ -371,7 +371,7 @@ def write_report(
 ) -> Path:
     """Renders the report of sweep `name` from `rows` (its results) into `out`, with the
     confirmation stage's `summary` when there is one, and the best trial against the sweep's
-    trivial predictor (`sweeps.results.trivial`) when it has one.
+    trivial predictor (`sweeps.store.trivial`) when it has one.
 
     Returns:
         The path of `report.html`.

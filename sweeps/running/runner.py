@@ -21,7 +21,6 @@ from sweeps.results.confirmation import confirmed_best
 from sweeps.results.progress import SweepProgress
 from sweeps.results.queries import SweepResults
 from sweeps.results.results import ResultsLog, TrialSummary
-from sweeps.results.trivial import read_trivial, write_trivial
 from sweeps.results.wandb_stream import WandbStreamer
 from sweeps.running.callbacks import (
     PromoteOnImprovement,
@@ -39,6 +38,7 @@ from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
 from sweeps.store.promotion import BestTrial, Promotion
 from sweeps.store.storage import Location
+from sweeps.store.trivial import read_trivial, write_trivial
 from trainables.checkpointing import NO_SPACE_ERRNOS
 from trainables.config import FinetuneConfig
 from trainables.in_process import runs_in_process

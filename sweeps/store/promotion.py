@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.errors import PromotionError
-from sweeps.results.trivial import compare, manifest_entry
 from sweeps.store import storage
 from sweeps.store.storage import Location
+from sweeps.store.trivial import compare, manifest_entry
 from trainables.config import FinetuneConfig
 from trainables.objective import Objective
 
@@ -126,7 +126,7 @@ def promote(
         objective: What `best` was chosen by (recorded in the manifest).
         spec_sha256: The sweep spec's hash (recorded in the manifest).
         on_file_copied: Called with each file's name after it is written (a test's fault).
-        trivial: The sweep's trivial predictor record (`sweeps.results.trivial`): recorded in
+        trivial: The sweep's trivial predictor record (`sweeps.store.trivial`): recorded in
             the manifest with its comparison to `best`; a `best` that does not beat it by more
             than the validation noise is promoted with a warning naming both figures.
 
