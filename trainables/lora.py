@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from trainables.config import LoraConfig
+from trainables.config import LoraConfig, ModelConfig
 from trainables.errors import ModelLoadError
 
 ADAPTER_FOLDER = "adapter"
@@ -101,3 +101,28 @@ def save_lora(model: Any, folder: Path, save_merged: Callable[[Any, Path], None]
     model.save_pretrained(str(folder / ADAPTER_FOLDER))
     merged = copy.deepcopy(model).merge_and_unload()
     save_merged(merged, folder)
+
+
+def build_by_method(
+    model: ModelConfig,
+    job_model: ModelConfig,
+    build: Callable[[ModelConfig], torch.nn.Module],
+    task_type: str,
+) -> torch.nn.Module:
+    """A transformers model `build` makes from `model` (with its effective freeze), fine-tuned
+    by `model.method`: a LoRA checkpoint folder holds adapters only, so they go back onto the
+    job's backbone (`job_model`); a fresh LoRA model gets adapters, its new head trained whole
+    (every child that is not the backbone, `base_model_prefix`, and has parameters)."""
+    frozen = {"freeze": model.effective_freeze}
+    if model.method == "lora" and has_adapter(model.name_or_path):
+        return load_lora(build(job_model.model_copy(update=frozen)), model.name_or_path)
+    built = build(model.model_copy(update=frozen))
+    if model.method != "lora":
+        return built
+    prefix = built.base_model_prefix
+    head = [
+        n
+        for n, m in built.named_children()
+        if n != prefix and next(m.parameters(), None) is not None
+    ]
+    return add_lora(built, model.lora, head, task_type=task_type)

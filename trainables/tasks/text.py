@@ -23,7 +23,7 @@ from trainables.data import (
     eval_batches,
     tokenize_split,
 )
-from trainables.lora import add_lora, has_adapter, load_lora, save_lora
+from trainables.lora import build_by_method, save_lora
 from trainables.metrics import ClassificationMetrics, MetricState
 from trainables.models import build_model, load_tokenizer
 
@@ -112,22 +112,12 @@ class TextTask:
     def build_model(self, model: ModelConfig) -> torch.nn.Module:
         """The backbone with a fresh head for the labels, fine-tuned by `model.method` (a
         checkpoint folder resumes: a LoRA run's adapters go back onto the job's backbone)."""
-        frozen = {"freeze": model.effective_freeze}
-        if model.method == "lora" and has_adapter(model.name_or_path):
-            base = build_model(
-                self.job_model.model_copy(update=frozen), self.label_names, self.problem_type
-            )
-            return load_lora(base, model.name_or_path)
-        built = build_model(model.model_copy(update=frozen), self.label_names, self.problem_type)
-        if model.method != "lora":
-            return built
-        prefix = built.base_model_prefix
-        head = [
-            n
-            for n, m in built.named_children()
-            if n != prefix and next(m.parameters(), None) is not None
-        ]
-        return add_lora(built, model.lora, head, task_type="SEQ_CLS")
+        return build_by_method(
+            model,
+            self.job_model,
+            lambda cfg: build_model(cfg, self.label_names, self.problem_type),
+            task_type="SEQ_CLS",
+        )
 
     @staticmethod
     def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from trainables.config import DataConfig, FinetuneConfig, ModelConfig
 from trainables.data import SPLITS
 from trainables.errors import DataError, ModelLoadError
-from trainables.lora import add_lora, has_adapter, load_lora, save_lora
+from trainables.lora import build_by_method, save_lora
 from trainables.metrics import all_reduce_sum
 from trainables.models import apply_freeze, load_model_config, load_tokenizer, resolve_model_path
 from trainables.tasks.entities import EntityCounts, entity_metrics
@@ -237,20 +237,12 @@ class TokenClassificationTask:
     def build_model(self, model: ModelConfig) -> torch.nn.Module:
         """The backbone with a fresh token-classification head, fine-tuned by `model.method`
         (a checkpoint folder resumes: a LoRA run's adapters go back onto the job's backbone)."""
-        frozen = {"freeze": model.effective_freeze}
-        if model.method == "lora" and has_adapter(model.name_or_path):
-            base = build_token_model(self.job_model.model_copy(update=frozen), self.label_names)
-            return load_lora(base, model.name_or_path)
-        built = build_token_model(model.model_copy(update=frozen), self.label_names)
-        if model.method != "lora":
-            return built
-        prefix = built.base_model_prefix
-        head = [
-            n
-            for n, m in built.named_children()
-            if n != prefix and next(m.parameters(), None) is not None
-        ]
-        return add_lora(built, model.lora, head, task_type="TOKEN_CLS")
+        return build_by_method(
+            model,
+            self.job_model,
+            lambda cfg: build_token_model(cfg, self.label_names),
+            task_type="TOKEN_CLS",
+        )
 
     @staticmethod
     def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
