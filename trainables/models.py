@@ -115,10 +115,14 @@ def apply_freeze(model: PreTrainedModel, freeze: str, freeze_layers: int) -> Non
 
 
 def build_model(
-    cfg: ModelConfig, label_names: tuple[str, ...], problem_type: str | None = None
+    cfg: ModelConfig,
+    label_names: tuple[str, ...],
+    problem_type: str | None = None,
+    auto_class: Any = AutoModelForSequenceClassification,
 ) -> PreTrainedModel:
     """Loads the pretrained backbone with a fresh head for `label_names` (one output each: a
-    class, or a regression target), frozen as configured; `problem_type` goes into its config.
+    class, or a regression target; per token with `AutoModelForTokenClassification` as
+    `auto_class`), frozen as configured; `problem_type` goes into its config.
 
     Example:
         >>> model = build_model(ModelConfig(), ("negative", "positive"))  # doctest: +SKIP
@@ -127,9 +131,7 @@ def build_model(
     path = resolve_model_path(cfg.name_or_path)
     try:
         # A checkpoint trained for another label count has a head of the wrong shape.
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, ignore_mismatched_sizes=True
-        )
+        model = auto_class.from_pretrained(path, config=config, ignore_mismatched_sizes=True)
     except Exception as exc:
         raise ModelLoadError(
             f"model.name_or_path: cannot load weights from {cfg.name_or_path!r}: {exc}"

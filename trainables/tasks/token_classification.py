@@ -30,7 +30,7 @@ from trainables.data import SPLITS
 from trainables.errors import DataError, ModelLoadError
 from trainables.lora import build_by_method, save_lora
 from trainables.metrics import all_reduce_sum
-from trainables.models import apply_freeze, load_model_config, load_tokenizer, resolve_model_path
+from trainables.models import build_model, load_tokenizer, resolve_model_path
 from trainables.tasks.entities import EntityCounts, entity_metrics
 from trainables.tasks.token_data import (
     IGNORE,
@@ -138,18 +138,7 @@ def build_token_model(cfg: ModelConfig, label_names: tuple[str, ...]) -> Any:
     label2id in its config), frozen as configured."""
     from transformers import AutoModelForTokenClassification
 
-    config = load_model_config(cfg, label_names)
-    try:
-        # A checkpoint trained for another tag set has a head of the wrong shape.
-        model = AutoModelForTokenClassification.from_pretrained(
-            resolve_model_path(cfg.name_or_path), config=config, ignore_mismatched_sizes=True
-        )
-    except Exception as exc:
-        raise ModelLoadError(
-            f"model.name_or_path: cannot load weights from {cfg.name_or_path!r}: {exc}"
-        ) from None
-    apply_freeze(model, cfg.freeze, cfg.freeze_layers)
-    return model
+    return build_model(cfg, label_names, auto_class=AutoModelForTokenClassification)
 
 
 class TokenClassificationTask:
