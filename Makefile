@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: install sweep finetune submit test test-unit lint bench clean
+.PHONY: install sweep finetune submit test test-unit lint bench docs clean
 
 install: $(STAMP)
 
@@ -45,5 +46,15 @@ lint: install
 bench: install
 	$(BIN)/python bench/loop_throughput.py
 
+# The documentation site (docs/, mkdocs.yml) into site/; any warning fails it (not --quiet:
+# it hides warnings from --strict). The spec reference and the module index are generated
+# on every build (docs/hooks/generated_pages.py).
+docs: install $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
 clean:
-	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) results site .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -244,7 +244,7 @@ def _wandb_defs() -> dict[str, Any]:
     return {
         "WandbSweep": {
             "title": "WandbSweep",
-            "description": "A sweep file in W&B's format, run unchanged (see the README's table).",
+            "description": "A sweep file in W&B's format, run unchanged (docs/wandb.md).",
             "type": "object",
             "properties": top,
             "required": ["method", "parameters"],

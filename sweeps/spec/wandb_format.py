@@ -5,7 +5,7 @@ names its parameters after the training program's arguments. Here a parameter is
 field (`optimizer.lr`), a nested `parameters:` block (`optimizer: {parameters: {lr: ...}}`), or
 one of the common names in `ALIASES` (W&B tutorials' and HF `TrainingArguments`' names).
 Constant parameters (`value:`) set the job, so a W&B file can name its model and data; a `job:`
-section, which W&B itself would not read, may hold the rest. See the README's mapping table.
+section, which W&B itself would not read, may hold the rest. See the mapping table in docs/wandb.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""A real Ray cluster on loopback, started and submitted to as the README's "Try it on this
+"""A real Ray cluster on loopback, started and submitted to as docs/clusters.md's "Try it on this
 machine" says: `ray get-auth-token --generate`, `ray start --head --dashboard-host=127.0.0.1`
 (token auth on: the token file is there), then `RAY_ADDRESS=http://127.0.0.1:8265
 cluster/submit.sh SPEC --set ...` (the real `ray job submit`) with no RAY_AUTH_MODE in the
 environment, as a user's shell has none.
 
 The user's home is a temporary folder (the token lives in its `.ray/auth_token`). `ray start`
-gets, beyond the README's flags, its own ports and temp dir only so that it can run beside the
+gets, beyond the documented flags, its own ports and temp dir only so that it can run beside the
 session's own Ray runtime (other tests); the cluster is torn down by process group whatever
 happens."""
 
@@ -53,8 +53,8 @@ class Cluster:
 
     @property
     def cli_env(self) -> dict[str, str]:
-        """The shell of the README's other Ray CLI commands (`ray job logs`, `ray list`), which
-        need `export RAY_AUTH_MODE=token`, as the README says."""
+        """The shell of the docs' other Ray CLI commands (`ray job logs`, `ray list`), which
+        need `export RAY_AUTH_MODE=token`, as docs/clusters.md says."""
         return {**self.env, "RAY_AUTH_MODE": "token"}
 
 
@@ -94,7 +94,7 @@ def wait_for_jobs_api(cluster: Cluster, proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """One head node (2 CPUs) on 127.0.0.1, started as the README says."""
+    """One head node (2 CPUs) on 127.0.0.1, started as docs/clusters.md says."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: socket paths
     home = temp_dir / "home"
     home.mkdir()
@@ -172,7 +172,7 @@ def _kill_leftovers(temp_dir: str) -> None:
 def submit(
     cluster: Cluster, spec: Path, *sweep_args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], str]:
-    """`cluster/submit.sh SPEC [--set ...]` as the README runs it; its result and the job id."""
+    """`cluster/submit.sh SPEC [--set ...]` as docs/clusters.md runs it; its result, the job id."""
     done = subprocess.run(
         ["cluster/submit.sh", str(spec), *sweep_args],
         cwd=ROOT,

@@ -1,5 +1,5 @@
-"""A new spec written from the README's "Your own data" alone, for a CSV whose columns are not
-the defaults, validates and runs through the `sweeps` command (tiny model, smoke size)."""
+"""A new spec written from docs/tasks/text.md (your own data) alone, for a CSV whose columns
+are not the defaults, validates and runs through the `sweeps` command (tiny model, smoke size)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_a_readme_style_spec_for_other_columns_validates_and_runs(
 ) -> None:
     (tmp_path / "data").mkdir()
     write_reviews(tmp_path / "data" / "reviews.csv", 120, seed=1)
-    monkeypatch.chdir(tmp_path)  # the README: a relative path is relative to where you run
+    monkeypatch.chdir(tmp_path)  # docs/tasks/text.md: a relative path is relative to where you run
     (tmp_path / "reviews.yaml").write_text(
         f"""name: reviews
 storage_path: ./sweeps

@@ -1,6 +1,6 @@
 """A promoted (or any saved) model folder loaded the way its library loads it, as a predictor.
 
-This is what `sweeps verify` runs and what the README tells a user to write: timm's
+This is what `sweeps verify` runs and what docs/tasks/ tell a user to write: timm's
 `create_model("local-dir:<folder>", pretrained=True)` with the folder's preprocessing, or
 transformers' `from_pretrained` with the folder's tokenizer or image processor. A text model's
 answer follows its config's `problem_type`: a class name, the names of the classes at or over
