@@ -8,6 +8,10 @@ and seeded, the same weights) exactly as it shows a resume: after the kill, the 
 report is the evaluation after its last checkpoint, and none is at or below that checkpoint's
 step. Its final weights equal an uninterrupted trial's.
 
+The same kill on causal-LM SFT with LoRA (packed rows; adapter dropout on) resumes to the
+uninterrupted adapters and merged weights: the adapters and their optimizer state come back
+from the checkpoint, not fresh adapters on the merged weights.
+
 Two controls, the same kill each: with the trial's Train run (its checkpoints and Ray Train's
 record of them) deleted before the retry, the trial starts again from step 0 and the stream
 assertion fails on it; with a resume that does not restore the RNG streams, the weights
@@ -47,14 +51,36 @@ STEPS, EVERY, LR = 30, 10, 2e-3
 Weights = dict[str, torch.Tensor]
 
 
-def one_trial_sweep(model_dir: str, files: dict[str, str], storage: Path) -> SweepSpec:
-    """One 2-rank trial (dropout on) of the tiny model, 3 evaluations."""
+def one_trial_sweep(
+    model_dir: str, files: dict[str, str], storage: Path, sft: bool = False
+) -> SweepSpec:
+    """One 2-rank trial (dropout on) of the tiny model, 3 evaluations; with `sft`, of the tiny
+    Llama (`model_dir`) fine-tuned with LoRA (adapter dropout on) on packed prompt/completion
+    rows (`files["train"]`): causal-LM SFT."""
     raw = tiny_spec(model_dir, files, storage, num_samples=1)
+    if sft:
+        raw["job"] |= {
+            "task": "causal_lm",
+            "model": {
+                "name_or_path": model_dir,
+                "method": "lora",
+                "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
+            },
+            "data": {
+                "train": files["train"],
+                "validation": files["validation"],
+                "prompt_column": "p",
+                "completion_column": "c",
+                "max_length": 64,
+                "packing": True,
+            },
+        }
+        raw["job"]["training"] |= {"batch_size": 4, "monitor": "val_loss"}
     raw["name"] = "ranks"
     raw["search"] = {
         "method": "grid",
-        "metric": "val_accuracy",
-        "mode": "max",
+        "metric": "val_loss" if sft else "val_accuracy",
+        "mode": "min" if sft else "max",
         "space": {"optimizer.lr": {"grid": [LR]}},
     }
     raw["scheduler"] = {"name": "fifo"}
@@ -110,8 +136,8 @@ def assert_resumed(killer: KillARank, stream: Path) -> None:
     assert_went_on_from_checkpoint(events, trial_id, killer.killed_at, max(killer.steps), EVERY)
 
 
-def final_weights(checkpoint: str) -> Weights:
-    return load_file(str(Path(checkpoint) / WEIGHTS))
+def final_weights(checkpoint: str, name: str = WEIGHTS) -> Weights:
+    return load_file(str(Path(checkpoint) / name))
 
 
 def assert_same(a: Weights, b: Weights) -> None:
@@ -186,3 +212,38 @@ def test_the_same_kill_without_the_rng_restore_ends_elsewhere(
         got = final_weights(folder)
     with pytest.raises(AssertionError):
         assert_same(uninterrupted, got)
+
+
+@pytest.fixture(scope="module")
+def sft_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A tiny Llama (with a real tokenizer, no pad token) and prompt/completion JSONL rows."""
+    from tests.test_causal_lm import write_jsonl
+    from trainables.tiny_lm import build_tiny_causal_lm, corpus
+
+    root = tmp_path_factory.mktemp("sft")
+    rows = [{"p": " ".join(s.split()[:2]), "c": " " + " ".join(s.split()[2:])} for s in corpus(120)]
+    return {
+        "model": build_tiny_causal_lm(root / "llama", "llama"),
+        "train": write_jsonl(root / "train.jsonl", rows[:96]),
+        "validation": write_jsonl(root / "val.jsonl", rows[96:]),
+    }
+
+
+@pytest.mark.timeout(400)
+def test_a_rank_killed_mid_steps_in_an_sft_lora_sweep_resumes_to_the_uninterrupted_weights(
+    sft_files: dict[str, str], tmp_path: Path
+) -> None:
+    """The same kill on causal-LM SFT (LoRA, packed rows): the adapters, the merged weights and
+    the adapters' optimizer state come back from the checkpoint, not fresh adapters."""
+    straight = one_trial_sweep(sft_files["model"], sft_files, tmp_path / "straight", sft=True)
+    run_sweep(straight)
+    uninterrupted = SweepResults.of(straight).rows()[-1]["checkpoint_path"]
+    spec = one_trial_sweep(sft_files["model"], sft_files, tmp_path, sft=True)
+    killer, stream = run_killed(spec, tmp_path)
+
+    assert_resumed(killer, stream)
+    rows = SweepResults.of(spec).rows()
+    assert [r["step"] for r in rows] == [10, 20, 30]
+    for name in (WEIGHTS, "adapter/adapter_model.safetensors"):
+        want = final_weights(uninterrupted, name)
+        assert_same(want, final_weights(rows[-1]["checkpoint_path"], name))

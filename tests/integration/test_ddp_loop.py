@@ -8,22 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.integration import faults
 from trainables.config import FinetuneConfig, parse_config
 from trainables.data import build_dataset, collate, eval_batches, tokenize_split
 from trainables.metrics import evaluate
 from trainables.trainer import build_trainer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
-cloudpickle.register_pickle_by_value(faults)
 
 
 def job(model_dir: str, files: dict[str, str], **training: Any) -> FinetuneConfig:
@@ -107,38 +103,6 @@ def test_embedded_default_model_loads_with_no_network() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")
-
-
-@pytest.mark.timeout(300)
-def test_a_killed_lora_worker_group_resumes_to_the_same_adapters_and_weights(
-    tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
-) -> None:
-    # The adapters, the head and their optimizer state must come back from the checkpoint
-    # (not fresh adapters on the merged weights): compared both as adapters and merged.
-    raw = job(tiny_model_dir, separable_files, max_steps=9, eval_every=4).model_dump()
-    raw["model"] |= {"method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.1}}
-    raw["optimizer"]["lr"] = 1e-2
-    cfg = parse_config(raw)
-    straight = fit(cfg, tmp_path, "straight")
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    resumed = fit(
-        cfg,
-        tmp_path,
-        "resumed",
-        max_failures=1,
-        train_fn=faults.sigkill_after_first_checkpoint(str(markers)),
-    )
-    names = {p.name for p in markers.iterdir()}
-    assert names & {"killed-rank0", "killed-rank1"}, names
-    assert {"resumed-rank0", "resumed-rank1"} <= names, names
-    assert straight.metrics["step"] == resumed.metrics["step"] == 9
-    with straight.checkpoint.as_directory() as a, resumed.checkpoint.as_directory() as b:
-        for name in ("model.safetensors", "adapter/adapter_model.safetensors"):
-            weights_a, weights_b = load_file(str(Path(a, name))), load_file(str(Path(b, name)))
-            assert weights_a.keys() == weights_b.keys()
-            for key in weights_a:
-                torch.testing.assert_close(weights_a[key], weights_b[key], rtol=1e-5, atol=1e-6)
 
 
 #: How far a 2-rank figure may be from the 1-process one: the two evaluate the same weights in
