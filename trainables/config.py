@@ -183,6 +183,10 @@ class DataConfig(_Section):
     #: Causal LM: several examples per row up to `max_length`, attention and positions kept
     #: inside each example (checked on the model before training; see the README).
     packing: bool = False
+    #: Causal LM with `training.eval_generate_rows`: the column generations are scored against
+    #: (text, or whole numbers); None: the completion (`completion_column`), or a
+    #: conversation's last assistant turn (`messages_column`).
+    reference_column: str | None = None
 
     @property
     def has_images(self) -> bool:
@@ -300,6 +304,12 @@ class TrainingConfig(_Section):
         precision: `auto` is bf16 autocast on a GPU that has it, else fp32.
         seed: Seeds model head initialisation, dropout and batch order.
         checkpoints_to_keep: Checkpoints kept per run (best by `monitor`); None keeps all.
+        eval_generate_rows: Causal LM: at each evaluation, generate greedily from the prompts
+            of this many rows of the split (the first ones whose prompt is shorter than
+            `data.max_length`) and score the text against `data.reference_column`
+            (`val_exact_match`, `val_contains`); 0: no generation.
+        max_new_tokens: Causal LM: the most tokens each of those generations adds (it stops
+            earlier at EOS).
     """
 
     batch_size: int = Field(default=32, ge=1, le=4096)
@@ -317,6 +327,8 @@ class TrainingConfig(_Section):
     gradient_checkpointing: bool = False
     seed: int = 42
     checkpoints_to_keep: int | None = Field(default=2, ge=1)
+    eval_generate_rows: int = Field(default=0, ge=0, le=100_000)
+    max_new_tokens: int = Field(default=32, ge=1, le=8192)
 
     @model_validator(mode="after")
     def _positive_interval(self) -> TrainingConfig:
@@ -397,14 +409,9 @@ class FinetuneConfig(_Section):
 
     @model_validator(mode="after")
     def _model_fits_the_task(self) -> FinetuneConfig:
-        from trainables.reporting import task_metrics
-
-        metrics = task_metrics(self.task)
-        if self.training.monitor not in metrics:
-            raise ValueError(
-                f"training.monitor: {self.training.monitor!r} is not reported by task "
-                f"{self.task!r}; its metrics: {', '.join(metrics)}"
-            )
+        problem = self.metric_problem(self.training.monitor)
+        if problem:
+            raise ValueError(f"training.monitor: {problem}")
         if self.data.label_columns and self.task != "regression":
             raise ValueError(
                 f"data.label_columns: several target columns are for task: regression, "
@@ -437,6 +444,25 @@ class FinetuneConfig(_Section):
                 f"data.format: conll is for task: token_classification, not {self.task!r}"
             )
         return self
+
+    def metric_problem(self, metric: str) -> str | None:
+        """Why this job does not report `metric` (to select by), or None when it does: not
+        one of its task's metrics (`trainables.reporting.TASK_METRICS`), or a generation
+        metric with generation off."""
+        from trainables.reporting import GENERATION_METRICS, task_metrics
+
+        metrics = task_metrics(self.task)
+        if metric not in metrics:
+            return (
+                f"{metric!r} is not reported by task {self.task!r}; its metrics: "
+                f"{', '.join(metrics)}"
+            )
+        if metric in GENERATION_METRICS and self.training.eval_generate_rows == 0:
+            return (
+                f"{metric!r} scores generated text, and training.eval_generate_rows: 0 "
+                f"generates none; set it to how many validation rows to generate from"
+            )
+        return None
 
 
 #: Suffixes of a CoNLL file: a train file with one makes the job token classification.
@@ -587,9 +613,13 @@ def check_sft_config(cfg: FinetuneConfig) -> None:
     data = cfg.data
     fields = ("prompt_column", "completion_column", "messages_column", "chat_template")
     if cfg.task != "causal_lm":
-        for name in (*fields, "packing"):
+        for name in (*fields, "packing", "reference_column"):
             if getattr(data, name):
                 raise ValueError(f"data.{name}: is for task: causal_lm, not {cfg.task!r}")
+        if cfg.training.eval_generate_rows:
+            raise ValueError(
+                f"training.eval_generate_rows: generation is for task: causal_lm, not {cfg.task!r}"
+            )
         return
     if cfg.model.name_or_path.startswith("embedded:"):
         raise ValueError(
@@ -622,3 +652,21 @@ def check_sft_config(cfg: FinetuneConfig) -> None:
             raise ValueError(f"data.{name}: task: causal_lm reads text, without {name}")
     if data.format == "conll":
         raise ValueError("data.format: conll is for task: token_classification")
+    _check_generation(cfg)
+
+
+def _check_generation(cfg: FinetuneConfig) -> None:
+    """Generation metrics need rows with a prompt, and a reference column needs generation."""
+    data, rows = cfg.data, cfg.training.eval_generate_rows
+    if rows and not (data.prompt_column or data.messages_column):
+        raise ValueError(
+            f"training.eval_generate_rows: {rows} rows to generate from need a prompt to start "
+            f"from and a reference to score against: give data.prompt_column and "
+            f"data.completion_column, or data.messages_column (plain text rows have neither)"
+        )
+    if data.reference_column and not rows:
+        raise ValueError(
+            f"data.reference_column: {data.reference_column!r} scores generated text, and "
+            f"training.eval_generate_rows: 0 generates none; set it to how many validation "
+            f"rows to generate from, or remove reference_column"
+        )

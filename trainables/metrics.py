@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -28,6 +28,13 @@ import torch.nn.functional as F
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of ranks ((0, 1) outside a process group)."""
+    if _distributed():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
@@ -64,6 +71,17 @@ class MetricState(Protocol):
     def result(self, prefix: str) -> dict[str, float]:
         """The metrics over every rank's batches (a collective: every rank calls it), keys
         prefixed (`val_`, `test_`)."""
+        ...
+
+
+@runtime_checkable
+class ModelMetricState(MetricState, Protocol):
+    """A `MetricState` that also scores the model itself, beyond its logits: a causal LM's
+    greedy generations on a few rows."""
+
+    def add_model(self, model: torch.nn.Module, prefix: str) -> None:
+        """Scores `model` (unwrapped, in eval mode) on this rank's share of the split whose
+        metrics are prefixed `prefix`; `result` reduces it over ranks with the rest."""
         ...
 
 
@@ -271,5 +289,8 @@ def evaluate(
         with autocast():  # type: ignore[attr-defined]
             logits = logits_of(model, batch) if logits_of else model(**batch).logits
         state.add(logits.float(), labels)
+    if isinstance(state, ModelMetricState):
+        with autocast():  # type: ignore[attr-defined]
+            state.add_model(model, prefix)
     model.train(was_training)
     return state.result(prefix)

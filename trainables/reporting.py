@@ -25,8 +25,12 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
         "val_recall_entity",
         "val_token_accuracy",
     ),
-    "causal_lm": ("val_loss", "val_perplexity"),
+    "causal_lm": ("val_loss", "val_perplexity", "val_exact_match", "val_contains"),
 }
+
+#: Metrics of text generated on validation rows: reported only by a job that turns generation
+#: on (`training.eval_generate_rows`).
+GENERATION_METRICS = ("val_exact_match", "val_contains")
 
 #: Metric names (without their `val_` / `test_` / `train_` prefix) where lower is better;
 #: every other metric is better higher.

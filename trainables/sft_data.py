@@ -53,19 +53,25 @@ def sft_mode(data: DataConfig) -> str:
 @dataclass(frozen=True)
 class SftSplit:
     """One split's rows as read (a text, a (prompt, completion) pair, or a list of turns),
-    with where each came from, for error messages."""
+    with where each came from, for error messages, and each row's `data.reference_column`
+    (as text) where the job names one."""
 
     rows: list[Any]
     source: str
     row_numbers: list[int]
+    references: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> SftSplit:
         """The rows at `indices`."""
+        refs = self.references
         return SftSplit(
-            [self.rows[i] for i in indices], self.source, [self.row_numbers[i] for i in indices]
+            [self.rows[i] for i in indices],
+            self.source,
+            [self.row_numbers[i] for i in indices],
+            None if refs is None else [refs[i] for i in indices],
         )
 
     def where(self, i: int) -> str:
@@ -156,7 +162,34 @@ def _read_split(table: Any, data: DataConfig, source: str) -> SftSplit:
             rows.append(cells[0])
     if not rows:
         raise DataError(f"{source}: no rows")
-    return SftSplit(rows, source, list(range(len(rows))))
+    references = _references(table, data.reference_column, source)
+    return SftSplit(rows, source, list(range(len(rows))), references)
+
+
+def _references(table: Any, column: str | None, source: str) -> list[str] | None:
+    """`column`'s cells as text (a whole number as its digits), or a DataError naming the
+    file and row of a missing column, an empty cell or one of another type."""
+    if column is None:
+        return None
+    if column not in table.column_names:
+        raise DataError(
+            f"data.reference_column: column {column!r} not in {source}; its columns are "
+            f"{table.column_names}"
+        )
+    references = []
+    for i, cell in enumerate(table.column(column).to_pylist()):
+        where = f"{source} row {i + 1}"
+        if isinstance(cell, int) and not isinstance(cell, bool):
+            cell = str(cell)
+        if not isinstance(cell, str):
+            raise DataError(
+                f"data.reference_column: {where}: not a text or a whole number (got "
+                f"{type(cell).__name__}); write the reference as a string"
+            )
+        if not cell.strip():
+            raise DataError(f"data.reference_column: {where}: an empty reference")
+        references.append(cell)
+    return references
 
 
 def _field_of(data: DataConfig, column: str) -> str:
@@ -356,6 +389,45 @@ def encode_messages(
         if any(start <= begin < end for start, end in spans):
             labels[t] = ids[t]
     return ids, labels
+
+
+@dataclass(frozen=True)
+class GenerationRows:
+    """Rows to generate from: each prompt's token ids (what the model sees before its first
+    learned token, as training tokenizes it) and the reference text its generation is scored
+    against."""
+
+    prompts: list[list[int]]
+    references: list[str]
+
+
+def generation_rows(
+    split: SftSplit, data: DataConfig, tokenizer: Any, count: int
+) -> GenerationRows:
+    """The first `count` rows of `split` whose prompt is shorter than `data.max_length`: a
+    prompt-completion row's prompt, or a conversation up to its last assistant turn rendered
+    with the generation prompt. The reference is the row's `data.reference_column`, else the
+    completion or that last assistant turn's content."""
+    mode = sft_mode(data)
+    template = _chat_template(tokenizer, data) if mode == "messages" else None
+    prompts: list[list[int]] = []
+    references: list[str] = []
+    for i, row in enumerate(split.rows):
+        if len(prompts) == count:
+            break
+        if mode == "prompt_completion":
+            ids = list(tokenizer(row[0], add_special_tokens=True)["input_ids"])
+            reference = row[1]
+        else:
+            last = max(k for k, turn in enumerate(row) if turn["role"] == "assistant")
+            text = _render(tokenizer, row[:last], template, True)
+            ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+            reference = row[last]["content"]
+        if len(ids) >= data.max_length:
+            continue  # dropped from evaluation too (see encode_split)
+        prompts.append(ids)
+        references.append(split.references[i] if split.references is not None else reference)
+    return GenerationRows(prompts, references)
 
 
 def pack(

@@ -277,16 +277,13 @@ class SweepSpec(_Section):
 
     @model_validator(mode="after")
     def _metrics_of_the_task(self) -> SweepSpec:
-        task, reported = self.job.task, task_metrics(self.job.task)
         selected = [("search.metric", self.search.metric)]
         if self.promote and self.promote.metric:
             selected.append(("promote.metric", self.promote.metric))
         for field, metric in selected:
-            if metric not in reported:
-                raise ValueError(
-                    f"{field}: {metric!r} is not reported by task {task!r}; its metrics: "
-                    f"{', '.join(reported)}"
-                )
+            problem = self.job.metric_problem(metric)
+            if problem:
+                raise ValueError(f"{field}: {problem}")
         if self.promote and self.promote.metric is None and self.promote.mode is not None:
             _check_direction("promote.mode", self.search.metric, self.promote.mode)
         return self

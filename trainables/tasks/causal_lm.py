@@ -9,8 +9,11 @@ example, or with `data.packing` a packed row of several. The model is any transf
 Loss: cross-entropy of the logits at position t against the label at t + 1, the mean over the
 batch's learned tokens. Metrics: `loss` (the sum of token losses over the sum of learned
 tokens, both summed over DDP ranks: the mean over every learned token of the split, however
-the rows are sharded or batched) and `perplexity` = exp(loss). The saved folder is the model
-(merged, for LoRA, with its adapter in `adapter/`) and the tokenizer with its chat template.
+the rows are sharded or batched) and `perplexity` = exp(loss); with
+`training.eval_generate_rows`, `exact_match` and `contains` of greedy generations on that many
+rows (`trainables.sft_generation`), their counts summed over ranks. The saved folder is the
+model (merged, for LoRA, with its adapter in `adapter/`) and the tokenizer with its chat
+template.
 """
 
 from __future__ import annotations
@@ -25,18 +28,20 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import FinetuneConfig, ModelConfig
-from trainables.errors import ModelLoadError
+from trainables.errors import DataError, ModelLoadError
 from trainables.lora import add_lora, has_adapter, load_lora, save_lora
-from trainables.metrics import all_reduce_sum
+from trainables.metrics import all_reduce_sum, rank_and_world
 from trainables.models import load_tokenizer, resolve_model_path
 from trainables.sft_data import (
     IGNORE,
     SftDataset,
     encode_split,
+    generation_rows,
     pack,
     pad_id,
     read_sft_splits,
 )
+from trainables.sft_generation import GenerationScorer
 
 
 def read_dataset(cfg: FinetuneConfig) -> SftDataset:
@@ -50,7 +55,33 @@ def read_dataset(cfg: FinetuneConfig) -> SftDataset:
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     for name, split in dataset.splits.items():
         encode_split(split, cfg.data, tokenizer, f"data.{name}")
+    generation_scorer(cfg, dataset, tokenizer)
     return dataset
+
+
+def generation_scorer(
+    cfg: FinetuneConfig, dataset: SftDataset, tokenizer: Any
+) -> GenerationScorer | None:
+    """The rows each evaluated split generates from (`training.eval_generate_rows`), or None
+    when the job does not generate.
+
+    Raises:
+        DataError: a split none of whose prompts is shorter than `data.max_length`.
+    """
+    count = cfg.training.eval_generate_rows
+    if not count:
+        return None
+    rows = {}
+    for name, split in dataset.splits.items():
+        if name == "train":
+            continue
+        rows[name] = generation_rows(split, cfg.data, tokenizer, count)
+        if not rows[name].prompts:
+            raise DataError(
+                f"training.eval_generate_rows: no row of {split.source} ({name}) has a prompt "
+                f"shorter than data.max_length ({cfg.data.max_length} tokens) to generate from"
+            )
+    return GenerationScorer(rows, tokenizer, cfg.training.max_new_tokens)
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +177,7 @@ class CausalLmTask:
             name: np.array([len(r) for r in rows], dtype=np.int64)
             for name, rows in self.ids.items()
         }
+        self.generation = generation_scorer(cfg, dataset, self.tokenizer)
 
     @property
     def splits(self) -> dict[str, int]:
@@ -226,8 +258,8 @@ class CausalLmTask:
         return total / count.clamp(min=1)
 
     def metric_state(self, device: torch.device) -> CausalLmMetrics:
-        """Token loss sum and count, summed over ranks."""
-        return CausalLmMetrics(device)
+        """Token loss sum and count, and generation counts, summed over ranks."""
+        return CausalLmMetrics(device, self.generation)
 
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """`save_pretrained` of the model and its tokenizer with its chat template (a LoRA
@@ -247,10 +279,12 @@ class CausalLmTask:
 
 
 class CausalLmMetrics:
-    """One evaluation's sums on one rank: token losses and learned tokens."""
+    """One evaluation's sums on one rank: token losses and learned tokens; rows generated,
+    exact matches and containments (a `ModelMetricState` when the job generates)."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(2, dtype=torch.float64, device=device)
+    def __init__(self, device: torch.device, generation: GenerationScorer | None = None) -> None:
+        self.sums = torch.zeros(5, dtype=torch.float64, device=device)
+        self.generation = generation
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Adds a batch's summed token loss and its learned-token count."""
@@ -258,15 +292,31 @@ class CausalLmMetrics:
         self.sums[0] += total.double()
         self.sums[1] += count.double()
 
+    def add_model(self, model: torch.nn.Module, prefix: str) -> None:
+        """Generates from this rank's shard of the split's generation rows and counts the
+        matches (nothing when the job does not generate)."""
+        if self.generation is None:
+            return
+        # The evaluated split, by the prefix its metrics get (`val_`: validation).
+        split = "validation" if prefix == "val_" else prefix.removesuffix("_")
+        rank, world = rank_and_world()
+        counts = self.generation.score(model, split, rank, world)
+        self.sums[2:] += torch.tensor(counts, dtype=torch.float64, device=self.sums.device)
+
     def result(self, prefix: str) -> dict[str, float]:
-        """`loss` (mean over learned tokens, all ranks) and `perplexity`."""
-        total, count = all_reduce_sum(self.sums).cpu().tolist()
+        """`loss` (mean over learned tokens, all ranks) and `perplexity`; where rows were
+        generated, `exact_match` and `contains` (fractions of all ranks' generated rows)."""
+        total, count, generated, exact, contained = all_reduce_sum(self.sums).cpu().tolist()
         loss = total / count if count else float("nan")
         try:
             perplexity = math.exp(loss)
         except OverflowError:
             perplexity = float("inf")
-        return {f"{prefix}loss": loss, f"{prefix}perplexity": perplexity}
+        out = {f"{prefix}loss": loss, f"{prefix}perplexity": perplexity}
+        if generated:
+            out[f"{prefix}exact_match"] = exact / generated
+            out[f"{prefix}contains"] = contained / generated
+        return out
 
 
 def prepare(
