@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: install sweep finetune submit test test-unit lint bench docs clean
+.PHONY: install sweep finetune submit test test-fast lint bench docs clean
 
 install: $(STAMP)
 
@@ -35,8 +35,9 @@ submit: install
 test: install
 	$(BIN)/python -m pytest -q -rs --durations=25 tests
 
-test-unit: install
-	$(BIN)/python -m pytest -q -m "not integration" tests
+# The unit tier: no Ray, no faults, no fuzzing (< 3 minutes on 2 cores). `make test` runs all.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not integration and not chaos" tests
 
 lint: install
 	$(BIN)/ruff check .
