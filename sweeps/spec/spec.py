@@ -45,8 +45,10 @@ from trainables.errors import ConfigError
 from trainables.objective import Objective
 from trainables.reporting import natural_mode, task_metrics, validation_metrics
 
-SEARCH_METHODS = ("grid", "random", "tpe", "gp")
-SCHEDULERS = ("fifo", "asha", "hyperband", "median", "pbt", "pb2")
+#: The names the spec accepts; each is a registered factory (`sweeps.running.search`,
+#: `sweeps.running.schedulers`: tests/sweeps/test_contract.py checks the two agree).
+SearchMethod = Literal["grid", "random", "tpe", "gp"]
+SchedulerName = Literal["fifo", "asha", "hyperband", "median", "pbt", "pb2"]
 #: Schedulers that evolve a population (exploit a checkpoint, explore its parameters).
 POPULATION_SCHEDULERS = ("pbt", "pb2")
 # PBT draws its whole population up front: only methods that need no feedback can do that.
@@ -91,7 +93,7 @@ class SearchSpec(_Section):
     for losses and errors, `max` otherwise), and one that contradicts it is an error.
     """
 
-    method: Literal["grid", "random", "tpe", "gp"] = "tpe"
+    method: SearchMethod = "tpe"
     metric: str = "val_accuracy"
     mode: Literal["min", "max"] = "max"
     space: dict[str, Param] = Field(default_factory=dict)
@@ -156,7 +158,7 @@ class SchedulerSpec(_Section):
             space instead of perturbed (x0.8 / x1.2 for ranges, a neighbour for choices).
     """
 
-    name: Literal["fifo", "asha", "hyperband", "median", "pbt", "pb2"] = "fifo"
+    name: SchedulerName = "fifo"
     grace_period: int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=3, gt=1)
     max_t: int | None = Field(default=None, ge=1)

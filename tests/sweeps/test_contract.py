@@ -144,3 +144,12 @@ def test_seeded_sequential_runs_are_reproducible(tmp_path: Path) -> None:
         return sorted(r.config["optimizer.lr"] for r in grid)
 
     assert configs("a") == configs("b")
+
+
+def test_the_spec_accepts_exactly_the_registered_methods_and_schedulers() -> None:
+    from typing import get_args
+
+    from sweeps.spec.spec import SchedulerName, SearchMethod
+
+    assert sorted(get_args(SearchMethod)) == methods()
+    assert sorted(get_args(SchedulerName)) == schedulers()

@@ -12,6 +12,7 @@ from typing import Any
 
 from ray.tune.schedulers import TrialScheduler
 
+from sweeps.running.registry import Registry
 from sweeps.spec import Param, SchedulerSpec
 from trainables.objective import Objective
 
@@ -43,17 +44,9 @@ class SchedulerContext:
 
 
 SchedulerFactory = Callable[[SchedulerSpec, SchedulerContext], TrialScheduler]
-_REGISTRY: dict[str, SchedulerFactory] = {}
-
-
-def register(name: str) -> Callable[[SchedulerFactory], SchedulerFactory]:
-    """Registers `(spec, context) -> TrialScheduler` under a scheduler name."""
-
-    def wrap(factory: SchedulerFactory) -> SchedulerFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+_REGISTRY: Registry[SchedulerFactory] = Registry("scheduler")
+#: Registers `(spec, context) -> TrialScheduler` under a scheduler name (a decorator).
+register = _REGISTRY.register
 
 
 def make_scheduler(spec: SchedulerSpec, context: SchedulerContext) -> TrialScheduler:
@@ -64,4 +57,5 @@ def make_scheduler(spec: SchedulerSpec, context: SchedulerContext) -> TrialSched
 
 
 def schedulers() -> list[str]:
-    return sorted(_REGISTRY)
+    """The registered scheduler names."""
+    return _REGISTRY.names()

@@ -11,20 +11,13 @@ from typing import Any
 
 import optuna
 
+from sweeps.running.registry import Registry
 from sweeps.spec.space import Param, active
 
 SamplerFactory = Callable[[dict[str, Param], int], optuna.samplers.BaseSampler]
-_REGISTRY: dict[str, SamplerFactory] = {}
-
-
-def register(name: str) -> Callable[[SamplerFactory], SamplerFactory]:
-    """Registers a sampler factory `(space, seed) -> sampler` under a method name."""
-
-    def wrap(factory: SamplerFactory) -> SamplerFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+_REGISTRY: Registry[SamplerFactory] = Registry("search method")
+#: Registers a sampler factory `(space, seed) -> sampler` under a method name (a decorator).
+register = _REGISTRY.register
 
 
 def make_sampler(method: str, space: dict[str, Param], seed: int) -> optuna.samplers.BaseSampler:
@@ -33,7 +26,8 @@ def make_sampler(method: str, space: dict[str, Param], seed: int) -> optuna.samp
 
 
 def methods() -> list[str]:
-    return sorted(_REGISTRY)
+    """The registered search method names."""
+    return _REGISTRY.names()
 
 
 class DefineByRun:
