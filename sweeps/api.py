@@ -60,9 +60,10 @@ class Sweep:
 
     @property
     def finished(self) -> bool:
-        """Whether every planned trial has ended (completed or errored)."""
-        ended = [t for t in self._results().trials() if t.status in ("TERMINATED", "ERROR")]
-        return len(ended) >= self.spec.trials
+        """Whether the sweep is finished: every trial ended, and the planned ones are there."""
+        from sweeps.results.results import finished
+
+        return finished(self._results().trials(), self.spec.trials)
 
     def _results(self) -> SweepResults:
         from sweeps.results.queries import SweepResults

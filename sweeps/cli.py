@@ -37,6 +37,17 @@ if TYPE_CHECKING:
 SMOKE_OVERRIDES = ["search.num_samples=2", "job.training.max_steps=2", "job.training.eval_every=1"]
 
 
+def smoke_swaps(job: FinetuneConfig) -> list[str]:
+    """What `--smoke-test` also overrides in a causal-LM job whose model is not a folder on
+    this machine (a Hub id: no pretrained generative model ships with a package): the tiny
+    Llama of `trainables.tiny_lm.smoke_model` (random weights, built here once), on CPU."""
+    if job.task != "causal_lm" or Path(job.model.name_or_path).is_dir():
+        return []
+    from trainables.tiny_lm import smoke_model
+
+    return [f"job.model.name_or_path={smoke_model()}", "job.scaling.gpus_per_worker=0"]
+
+
 def _print_best(
     best: BestTrial | None, objective: Objective, trivial: dict[str, Any] | None = None
 ) -> None:
@@ -157,7 +168,10 @@ def _parser() -> argparse.ArgumentParser:
         "--out", help="folder for report.html (default: beside the sweep)"
     )
     commands["run"].add_argument(
-        "--smoke-test", action="store_true", help="2 trials of 2 steps each through the real path"
+        "--smoke-test",
+        action="store_true",
+        help="2 trials of 2 steps each through the real path (a causal LM that is not a "
+        "local folder: a tiny random Llama in its place, on CPU)",
     )
     commands["run"].add_argument(
         "--restart",
@@ -189,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     origins: dict[str, str] = {}
     try:
         spec, origins = load_spec_with_origins(args.spec, overrides)
+        swaps = smoke_swaps(spec.job) if getattr(args, "smoke_test", False) else []
+        if swaps:
+            print(
+                f"smoke test: model {spec.job.model.name_or_path!r} replaced by a tiny random "
+                f"Llama on CPU ({swaps[0].partition('=')[2]})"
+            )
+            spec, origins = load_spec_with_origins(args.spec, overrides + swaps)
         from sweeps.results.queries import SweepResults
 
         results = SweepResults.of(spec)
@@ -201,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"W&B runs are offline; upload them: wandb sync {outcome.wandb_offline_runs}")
             _print_best(outcome.best, spec.objective, read_trivial(results.folder))
             if not outcome.finished:
-                ended = sum(t.status in ("TERMINATED", "ERROR") for t in outcome.trials)
+                ended = sum(t.ended for t in outcome.trials)
                 print(
                     f"stopped before the end ({ended} of {outcome.planned_trials} trials "
                     "finished); run the same command again to resume"

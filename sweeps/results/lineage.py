@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM, GENERATION, params_of
+from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM, generation_of, params_of
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,6 @@ class Exploit:
     parent: str
     step: int
     changes: dict[str, tuple[Any, Any]]
-
-
-def generation_of(row: dict[str, Any]) -> int:
-    return int(row.get(GENERATION) or 0)
 
 
 def _at_step(rows: list[dict[str, Any]], trial_id: str, step: int, before: Any) -> dict | None:

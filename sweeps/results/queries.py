@@ -11,9 +11,9 @@ from typing import Any
 from sweeps.results.lineage import schedule
 from sweeps.results.results import (
     EXPLOITED_FROM,
-    GENERATION,
     RESULTS_FILE,
     TrialSummary,
+    generation_of,
     params_of,
     read_results,
     step_of,
@@ -39,7 +39,7 @@ def best_report(
     """
     best: dict[str, Any] | None = None
     # By the loop's step: a report recovered after its driver died has no Tune iteration.
-    order = sorted(rows, key=lambda r: (r["trial_id"], int(r.get(GENERATION) or 0), step_of(r)))
+    order = sorted(rows, key=lambda r: (r["trial_id"], generation_of(r), step_of(r)))
     for row in order:
         if not objective.better(
             row.get(objective.metric), best[objective.metric] if best else None

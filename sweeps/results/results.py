@@ -151,8 +151,14 @@ def _read_journal(journal: Location, names: list[str]) -> list[tuple[str, dict[s
     return entries
 
 
+def generation_of(row: dict[str, Any]) -> int:
+    """A report's generation: how many times its trial started again from another trial's
+    checkpoint (PBT); 0 in any other sweep (the column is absent or null)."""
+    return int(row.get(GENERATION) or 0)
+
+
 def _key(row: dict[str, Any]) -> tuple[str, int, int]:
-    return (row["trial_id"], int(row.get(GENERATION) or 0), step_of(row))
+    return (row["trial_id"], generation_of(row), step_of(row))
 
 
 def _merge(
@@ -226,11 +232,21 @@ class TrialSummary:
     last: dict[str, Any]
 
     @property
+    def ended(self) -> bool:
+        """Whether the trial completed or errored: it will not report again."""
+        return self.status in ("TERMINATED", "ERROR")
+
+    @property
     def score(self) -> float:
         """`best`, for trials known to have one."""
         if self.best is None:
             raise ValueError(f"trial {self.trial_id} reported no finite target metric")
         return self.best
+
+
+def finished(trials: list[TrialSummary], planned: int) -> bool:
+    """Whether a sweep is finished: every trial it has ended, and it has the `planned` ones."""
+    return sum(t.ended for t in trials) == len(trials) >= planned
 
 
 def summarize(rows: list[dict[str, Any]], objective: Objective) -> list[TrialSummary]:
@@ -313,7 +329,7 @@ class ResultsLog(Callback):
         table, entries = _read_parts(self.uri)
         for row in [] if table is None else table.to_pylist():
             self._rows[_key(row)] = row
-            self._generation[row["trial_id"]] = int(row.get(GENERATION) or 0)
+            self._generation[row["trial_id"]] = generation_of(row)
             self._status[row["trial_id"]] = (row["trial_status"], bool(row["stopped_early"]))
             self._stopped[row["trial_id"]] = bool(row["stopped_early"])
         self._in_file = len(self._rows)

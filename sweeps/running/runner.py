@@ -20,7 +20,7 @@ from sweeps.errors import SpecError, StorageError
 from sweeps.results.confirmation import confirmed_best
 from sweeps.results.progress import SweepProgress
 from sweeps.results.queries import SweepResults
-from sweeps.results.results import ResultsLog, TrialSummary
+from sweeps.results.results import ResultsLog, TrialSummary, finished
 from sweeps.results.wandb_stream import WandbStreamer
 from sweeps.running.callbacks import (
     PromoteOnImprovement,
@@ -69,8 +69,7 @@ class SweepOutcome:
     @property
     def finished(self) -> bool:
         """Whether every planned trial ended (completed or errored)."""
-        ended = [t for t in self.trials if t.status in ("TERMINATED", "ERROR")]
-        return len(ended) == len(self.trials) >= self.planned_trials
+        return finished(self.trials, self.planned_trials)
 
 
 def run_sweep(
