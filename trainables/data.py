@@ -73,6 +73,18 @@ class Dataset:
 # --------------------------------------------------------------------------- reading
 
 
+def data_file(uri: str, field: str) -> tuple[pa_fs.FileSystem, str]:
+    """The filesystem and path of a data file: a local path or a pyarrow URI (`s3://...`).
+
+    Raises:
+        DataError: naming `field` when there is no file at `uri`.
+    """
+    fs, path = pa_fs.FileSystem.from_uri(uri) if "://" in uri else (pa_fs.LocalFileSystem(), uri)
+    if fs.get_file_info(path).type != pa_fs.FileType.File:
+        raise DataError(f"{field}: file not found: {uri}")
+    return fs, path
+
+
 def read_table(uri: str, fmt: str = "auto", field: str = "data.train") -> pa.Table:
     """Reads a CSV/TSV/JSONL/Parquet file from a local path or a pyarrow-supported URI."""
     if fmt == "auto":
@@ -83,11 +95,7 @@ def read_table(uri: str, fmt: str = "auto", field: str = "data.train") -> pa.Tab
                 f"to one of csv, tsv, jsonl, parquet"
             )
     try:
-        fs, path = (
-            pa_fs.FileSystem.from_uri(uri) if "://" in uri else (pa_fs.LocalFileSystem(), uri)
-        )
-        if fs.get_file_info(path).type != pa_fs.FileType.File:
-            raise DataError(f"{field}: file not found: {uri}")
+        fs, path = data_file(uri, field)
         with fs.open_input_file(path) as f:
             if fmt == "parquet":
                 return pq.read_table(f)

@@ -83,12 +83,7 @@ class ClassLabels:
     def names(self, train: list[Any], cfg: DataConfig) -> tuple[str, ...]:
         """`data.label_names`, else the train split's distinct labels, sorted."""
         distinct = sorted(set(train), key=lambda v: (isinstance(v, str), v))
-        names = cfg.label_names or tuple(str(v) for v in distinct)
-        if len(names) < 2:
-            raise DataError(
-                f"data.label_column: the train split has fewer than 2 labels: {list(names)}"
-            )
-        return names
+        return at_least_two(cfg.label_names or tuple(str(v) for v in distinct), "has")
 
     def encode(
         self, values: list[Any], names: tuple[str, ...], cfg: DataConfig, split: str
@@ -103,11 +98,8 @@ class ClassLabels:
             elif cfg.label_names and isinstance(value, int) and 0 <= value < len(names):
                 ids[row] = value
             else:
-                origin = "data.label_names" if cfg.label_names else "the train split"
-                raise DataError(
-                    f"data.label_column: label {value!r} in the {split} split (row {row}) is "
-                    f"not among the labels of {origin}: {list(names)}"
-                )
+                what = f"label {value!r} in the {split} split (row {row})"
+                raise not_among(cfg, what, names, str(list(names)))
         return ids
 
     def strata(self, labels: np.ndarray) -> np.ndarray:
@@ -219,12 +211,7 @@ class MultiLabels:
         if cfg.label_names:
             return cfg.label_names
         distinct = {str(item) for items in train for item in items}
-        names = tuple(sorted(distinct, key=_numbers_first))
-        if len(names) < 2:
-            raise DataError(
-                f"data.label_column: the train split names fewer than 2 labels: {list(names)}"
-            )
-        return names
+        return at_least_two(tuple(sorted(distinct, key=_numbers_first)), "names")
 
     def encode(
         self, values: list[Any], names: tuple[str, ...], cfg: DataConfig, split: str
@@ -242,11 +229,8 @@ class MultiLabels:
                 if as_id is not None and 0 <= as_id < len(names):
                     out[row, as_id] = 1.0
                     continue
-                origin = "data.label_names" if cfg.label_names else "the train split"
-                raise DataError(
-                    f"data.label_column: {where(cfg, split)}, data row {row + 1}: label {item!r} "
-                    f"is not among the {len(names)} labels of {origin}: {_shown(names)}"
-                )
+                what = f"{where(cfg, split)}, data row {row + 1}: label {item!r}"
+                raise not_among(cfg, what, names, _shown(names))
         return out
 
     def strata(self, labels: np.ndarray) -> np.ndarray:
@@ -283,3 +267,25 @@ _FORMATS: dict[str, LabelFormat] = {
 def label_format(task: str) -> LabelFormat:
     """How `task` reads its labels (single-label classes for a task that registers none)."""
     return _FORMATS.get(task, _FORMATS["text"])
+
+
+def at_least_two(names: tuple[str, ...], verb: str) -> tuple[str, ...]:
+    """`names`, when there are 2 or more (what any classifier needs).
+
+    Raises:
+        DataError: naming `data.label_column` and the labels the train split `verb` ("has").
+    """
+    if len(names) < 2:
+        raise DataError(
+            f"data.label_column: the train split {verb} fewer than 2 labels: {list(names)}"
+        )
+    return names
+
+
+def not_among(cfg: DataConfig, what: str, names: tuple[str, ...], shown: str) -> DataError:
+    """The error for a label (`what`: where it is and its value) that is not among `names`
+    (`shown` as the message lists them), naming where the names came from."""
+    origin = "data.label_names" if cfg.label_names else "the train split"
+    return DataError(
+        f"data.label_column: {what} is not among the {len(names)} labels of {origin}: {shown}"
+    )

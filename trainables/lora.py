@@ -103,6 +103,27 @@ def save_lora(model: Any, folder: Path, save_merged: Callable[[Any, Path], None]
     save_merged(merged, folder)
 
 
+def save_by_method(
+    model: Any, folder: Path, method: str, save_plain: Callable[[Any, Path], None]
+) -> None:
+    """Saves `model` into `folder` with its task's own save, `save_plain(model, folder)`; a LoRA
+    model merged, with its adapter files in `adapter/` (`save_lora`)."""
+    if method == "lora":
+        save_lora(model, folder, save_plain)
+    else:
+        save_plain(model, folder)
+
+
+def with_processor(processor: Any) -> Callable[[Any, Path], None]:
+    """A plain save: `save_pretrained` of the model and of its tokenizer or processor."""
+
+    def save(model: Any, folder: Path) -> None:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+
+    return save
+
+
 def build_by_method(
     model: ModelConfig,
     job_model: ModelConfig,

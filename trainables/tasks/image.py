@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from trainables.config import AugmentConfig, FinetuneConfig, ModelConfig
 from trainables.data import Dataset, LabeledSplit, build_dataset
 from trainables.image_files import open_image
-from trainables.lora import add_lora, has_adapter, load_lora, save_lora
+from trainables.lora import add_lora, has_adapter, load_lora, save_by_method
 from trainables.metrics import ClassificationMetrics, MetricState
 from trainables.tasks.vision_models import (
     Preprocessing,
@@ -148,10 +148,7 @@ class ImageTask:
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """timm's (or transformers') save format with labels and preprocessing (a LoRA
         model: merged, with its adapter files in `adapter/`)."""
-        if self.job_model.method == "lora":
-            save_lora(model, folder, self._save_plain)
-        else:
-            self._save_plain(model, folder)
+        save_by_method(model, folder, self.job_model.method, self._save_plain)
 
     def _save_plain(self, model: Any, folder: Path) -> None:
         save_vision_model(model, folder, self.label_names, self.preprocessing)

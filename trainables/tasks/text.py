@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from trainables.data import (
     eval_batches,
     tokenize_split,
 )
-from trainables.lora import build_by_method, save_lora
+from trainables.lora import build_by_method, save_by_method, with_processor
 from trainables.metrics import ClassificationMetrics, MetricState
 from trainables.models import build_model, load_tokenizer
 
@@ -135,11 +135,4 @@ class TextTask:
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """`save_pretrained` of the model and its tokenizer (a LoRA model: merged, with its
         adapter files in `adapter/`)."""
-        if self.job_model.method == "lora":
-            save_lora(model, folder, self._save_plain)
-        else:
-            self._save_plain(model, folder)
-
-    def _save_plain(self, model: Any, folder: Path) -> None:
-        model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+        save_by_method(model, folder, self.job_model.method, with_processor(self.tokenizer))

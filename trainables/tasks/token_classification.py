@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from trainables.config import DataConfig, FinetuneConfig, ModelConfig
 from trainables.data import SPLITS
 from trainables.errors import DataError, ModelLoadError
-from trainables.lora import build_by_method, save_lora
+from trainables.lora import build_by_method, save_by_method, with_processor
 from trainables.metrics import all_reduce_sum
 from trainables.models import build_model, load_tokenizer, resolve_model_path
 from trainables.tasks.entities import EntityCounts, entity_metrics
@@ -261,14 +261,7 @@ class TokenClassificationTask:
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """`save_pretrained` of the model and its tokenizer (a LoRA model: merged, with its
         adapter files in `adapter/`)."""
-        if self.job_model.method == "lora":
-            save_lora(model, folder, self._save_plain)
-        else:
-            self._save_plain(model, folder)
-
-    def _save_plain(self, model: Any, folder: Path) -> None:
-        model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+        save_by_method(model, folder, self.job_model.method, with_processor(self.tokenizer))
 
 
 class TokenMetrics:

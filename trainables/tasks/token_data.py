@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pa_fs
 
+from trainables.data import data_file
 from trainables.errors import DataError
 from trainables.tasks.entities import SCHEME_PREFIXES, split_tag
 
@@ -75,11 +75,7 @@ class TaggedSplit:
 
 def _open_text(uri: str, field: str) -> str:
     try:
-        fs, path = (
-            pa_fs.FileSystem.from_uri(uri) if "://" in uri else (pa_fs.LocalFileSystem(), uri)
-        )
-        if fs.get_file_info(path).type != pa_fs.FileType.File:
-            raise DataError(f"{field}: file not found: {uri}")
+        fs, path = data_file(uri, field)
         with fs.open_input_stream(path) as f:
             raw = f.read()
     except DataError:
