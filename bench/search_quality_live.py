@@ -101,7 +101,7 @@ def spec_of(name: str, rep: int, train: str, storage: str, budget_s: float) -> d
 def run_one(name: str, rep: int, train: str, storage: str, budget_s: float) -> dict[str, Any]:
     import sweeps
     from sweeps.spec import apply_params
-    from sweeps.store.promotion import evaluate_checkpoint
+    from sweeps.store.model_versions import evaluate_checkpoint
 
     started = time.perf_counter()
     sweep = sweeps.run(spec_of(name, rep, train, storage, budget_s), restart=True)

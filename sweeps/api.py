@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     import pandas as pd
 
-    from sweeps.results.queries import SweepResults
+    from sweeps.results.queries import BestTrial, SweepResults
     from sweeps.spec import SweepSpec
-    from sweeps.store.promotion import BestTrial
 
 
 @dataclass(frozen=True)
@@ -198,7 +197,7 @@ def _frame(folder: str) -> pd.DataFrame:
 
 def _promoted(spec: SweepSpec) -> str | None:
     from sweeps.errors import PromotionError
-    from sweeps.store.promotion import resolve
+    from sweeps.store.model_versions import resolve
     from sweeps.store.storage import Location
 
     if spec.promote is None:

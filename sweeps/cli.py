@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweeps.results.queries import BestTrial
 from sweeps.spec import load_spec_with_origins
 from sweeps.spec.wandb_format import explain
-from sweeps.store.promotion import BestTrial
 from sweeps.store.storage import check_storage
 from sweeps.store.trivial import compare, read_trivial
 from trainables.errors import FinetuneError
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"report: {page}")
         elif args.command == "promote":
-            from sweeps.running.promoting import promote_best
+            from sweeps.running.promotion import promote_best
 
             done = promote_best(spec, to=args.to)
             if done is None:
@@ -326,7 +326,7 @@ def _check_job(job: FinetuneConfig) -> JobSummary:
 
 
 def _verify(uri: str) -> int:
-    from sweeps.store.promotion import verify
+    from sweeps.store.model_versions import verify
 
     answers: list[str] = []
 

@@ -18,8 +18,9 @@ from transformers import AutoModelForTokenClassification
 
 from sweeps import cli
 from sweeps.errors import SpecError
+from sweeps.results.queries import BestTrial
 from sweeps.spec import parse_spec
-from sweeps.store.promotion import BestTrial, promote
+from sweeps.store.model_versions import promote
 from sweeps.store.storage import Location
 from tests.ner_data import write_conll
 from trainables.config import FinetuneConfig, parse_config

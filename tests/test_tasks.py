@@ -19,8 +19,9 @@ from transformers import AutoModelForSequenceClassification
 
 from sweeps import cli
 from sweeps.errors import SpecError
+from sweeps.results.queries import BestTrial
 from sweeps.spec import parse_spec
-from sweeps.store.promotion import BestTrial, promote, verify
+from sweeps.store.model_versions import promote, verify
 from sweeps.store.storage import Location
 from tests.conftest import write_csv
 from tests.task_data import multi_label_data, regression_data, regression_table

@@ -18,7 +18,8 @@ from sklearn.metrics import f1_score
 
 from sweeps import cli
 from sweeps.results.progress import SweepProgress
-from sweeps.store.promotion import BestTrial, promote
+from sweeps.results.queries import BestTrial
+from sweeps.store.model_versions import promote
 from sweeps.store.storage import Location
 from sweeps.store.trivial import compare
 from tests.conftest import write_csv, write_digit_folder

@@ -2,8 +2,9 @@
 and what it decided (each candidate's runs, their mean and standard deviation, the winner).
 
 The stage itself runs as its own Tune experiment beside the sweep, `<name>.confirm/`, with the
-plan saved there as `confirm_plan.json`; `sweeps.running.confirming` runs it. Everything here
-only reads and decides, so `sweeps best`, promotion and the report agree on the winner.
+plan saved there as `confirm_plan.json`; `sweeps.running.confirmation_stage` runs it.
+Everything here only reads and decides, so `sweeps best`, promotion and the report agree on
+the winner.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sweeps.results.queries import SweepResults, best_report
+from sweeps.results.queries import BestTrial, SweepResults, best_report
 from sweeps.results.results import TrialSummary
 from sweeps.spec import SweepSpec
 from sweeps.store import storage
-from sweeps.store.promotion import BestTrial
 from sweeps.store.storage import Location
 from trainables.objective import Objective, is_finite_number
 from trainables.reporting import REPORTED_METRICS

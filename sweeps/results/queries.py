@@ -21,10 +21,25 @@ from sweeps.results.results import (
 )
 from sweeps.spec import SweepSpec
 from sweeps.store import storage
-from sweeps.store.promotion import BestTrial
 from sweeps.store.storage import Location
 from trainables.objective import Objective, is_finite_number
 from trainables.reporting import REPORTED_METRICS
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """The report of a trial chosen by a sweep's objective, with its checkpoint."""
+
+    trial_id: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    checkpoint: Location
+    #: Under PBT, the hyperparameters that trained this checkpoint, segment by segment
+    #: (`{"from_step", "trial_id", "params"}`, oldest first); None for fixed configurations.
+    schedule: list[dict[str, Any]] | None = None
+    #: After a confirmation stage: its seeds, and each candidate's runs with their mean and
+    #: standard deviation, the winner first (`sweeps.results.confirmation.summary`).
+    confirmation: dict[str, Any] | None = None
 
 
 def best_report(

@@ -15,7 +15,7 @@ from sweeps.results.results import Planned, ResultsLog
 from sweeps.results.wandb_stream import StreamConfig, WandbStreamer, resolve_mode
 from sweeps.results.wandb_sweep import RECORD_FILE, SweepRegistration, wandb_sweep_config
 from sweeps.spec import ResolvedJob, SweepSpec
-from sweeps.store.promotion import Promotion
+from sweeps.store.model_versions import Promotion
 from sweeps.store.storage import Location
 from trainables.checkpointing import NO_SPACE
 from trainables.objective import Objective

@@ -19,7 +19,7 @@ from ray.tune import Callback
 from sweeps.errors import SpecError, StorageError
 from sweeps.results.confirmation import confirmed_best
 from sweeps.results.progress import SweepProgress
-from sweeps.results.queries import SweepResults
+from sweeps.results.queries import BestTrial, SweepResults
 from sweeps.results.results import ResultsLog, TrialSummary, finished
 from sweeps.results.wandb_stream import WandbStreamer
 from sweeps.running.callbacks import (
@@ -28,15 +28,15 @@ from sweeps.running.callbacks import (
     log_promotion,
     wandb_streamer,
 )
-from sweeps.running.confirming import confirmation_stage
+from sweeps.running.confirmation_stage import confirmation_stage
 from sweeps.running.placement import Placement, extreme_jobs, max_evaluations, preflight
-from sweeps.running.promoting import promote_best
+from sweeps.running.promotion import promote_best
 from sweeps.running.resume import is_resume, save_spec
 from sweeps.running.trial import make_trial_driver, trial_resources
 from sweeps.running.tuner import build_tuner
 from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
-from sweeps.store.promotion import BestTrial, Promotion
+from sweeps.store.model_versions import Promotion
 from sweeps.store.storage import Location
 from sweeps.store.trivial import read_trivial, write_trivial
 from trainables.checkpointing import NO_SPACE_ERRNOS

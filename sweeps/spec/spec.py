@@ -188,7 +188,7 @@ class WandbSpec(_Section):
 
 
 class PromoteSpec(_Section):
-    """Where the best checkpoint goes (`DEST/<sweep>/v<N>/`, see `sweeps.store.promotion`).
+    """Where the best checkpoint goes (`DEST/<sweep>/v<N>/`, see `sweeps.store.model_versions`).
 
     `metric`/`mode` default to the search's; `when: improvement` promotes whenever a trial
     reports a better checkpoint, `end` once when the sweep ends.

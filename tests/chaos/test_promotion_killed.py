@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.store.promotion import MANIFEST, read_manifest, resolve, verify
+from sweeps.store.model_versions import MANIFEST, read_manifest, resolve, verify
 from sweeps.store.storage import Location
 
 pytestmark = [pytest.mark.chaos]
@@ -27,7 +27,8 @@ BIG_BYTES = 384 << 20
 
 PROMOTE = """
 import sys
-from sweeps.store.promotion import BestTrial, promote
+from sweeps.results.queries import BestTrial
+from sweeps.store.model_versions import promote
 from sweeps.store.storage import Location
 from trainables.config import parse_config
 from trainables.objective import Objective

@@ -30,6 +30,7 @@ import pytest
 import ray
 import yaml
 
+from sweeps.results.queries import BestTrial
 from sweeps.results.results import RESULTS_FILE, ResultsLog
 from sweeps.results.wandb_stream import (
     SERVICE_TEARDOWN_S,
@@ -38,7 +39,7 @@ from sweeps.results.wandb_stream import (
     release_wandb,
 )
 from sweeps.spec import WandbSpec
-from sweeps.store.promotion import MANIFEST, BestTrial, promote
+from sweeps.store.model_versions import MANIFEST, promote
 from sweeps.store.storage import Location
 from tests.chaos.scan import Places, Scan, scan, scan_bytes
 from tests.conftest import RAY_SESSION_INIT

@@ -41,10 +41,10 @@ def test_a_two_worker_vision_sweep_promotes_a_model_that_loads_and_classifies(
 ) -> None:
     from PIL import Image
 
-    from sweeps.running.promoting import promote_best
+    from sweeps.running.promotion import promote_best
     from sweeps.running.runner import run_sweep
     from sweeps.spec import parse_spec
-    from sweeps.store.promotion import verify
+    from sweeps.store.model_versions import verify
     from trainables.tasks.saved import load_classifier
 
     spec = parse_spec(

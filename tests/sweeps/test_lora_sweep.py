@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from sweeps.results.queries import SweepResults
-from sweeps.running.promoting import promote_best
+from sweeps.running.promotion import promote_best
 from sweeps.running.runner import run_sweep
 from sweeps.spec import load_spec
-from sweeps.store.promotion import verify
+from sweeps.store.model_versions import verify
 from tests.sweeps.test_sweep_e2e import tiny_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]

@@ -20,11 +20,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from sweeps import cli
 from sweeps.errors import PromotionError
 from sweeps.results.queries import SweepResults, best_report
-from sweeps.running.promoting import promote_best
+from sweeps.running.promotion import promote_best
 from sweeps.running.runner import run_sweep
 from sweeps.spec import SweepSpec, apply_params, parse_spec
 from sweeps.store import storage
-from sweeps.store.promotion import LATEST, MANIFEST, resolve, verify, versions
+from sweeps.store.model_versions import LATEST, MANIFEST, resolve, verify, versions
 from sweeps.store.storage import Location
 from tests.sweeps.test_sweep_e2e import tiny_spec
 from trainables.evaluation import evaluate_folder

@@ -19,10 +19,9 @@ import yaml
 
 from sweeps import cli
 from sweeps.errors import SpecError
-from sweeps.results.queries import SweepResults
+from sweeps.results.queries import BestTrial, SweepResults
 from sweeps.running.runner import run_sweep
 from sweeps.spec import SweepSpec, parse_spec
-from sweeps.store.promotion import BestTrial
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -135,4 +135,7 @@ class TextTask:
     def save(self, model: torch.nn.Module, folder: Path) -> None:
         """`save_pretrained` of the model and its tokenizer (a LoRA model: merged, with its
         adapter files in `adapter/`)."""
-        save_by_method(model, folder, self.job_model.method, with_processor(self.tokenizer))
+        save_by_method(model, folder, self.job_model.method, self._save_plain)
+
+    def _save_plain(self, model: Any, folder: Path) -> None:
+        with_processor(self.tokenizer)(model, folder)  # a subclass adds to the saved config

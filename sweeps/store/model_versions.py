@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sweeps.errors import PromotionError
 from sweeps.store import storage
@@ -41,20 +41,21 @@ _VERSION = re.compile(r"^v(\d+)$")
 _TRAINING_ONLY = re.compile(r"^(training_state\.pt|rng_rank\d+\.pt)$|(^|/)\.")
 
 
-@dataclass(frozen=True)
-class BestTrial:
-    """The report of a trial chosen by a sweep's objective, with its checkpoint."""
+class PromotedTrial(Protocol):
+    """What promotion reads of the trial it promotes (`sweeps.results.queries.BestTrial`)."""
 
-    trial_id: str
-    params: dict[str, Any]
-    metrics: dict[str, float]
-    checkpoint: Location
-    #: Under PBT, the hyperparameters that trained this checkpoint, segment by segment
-    #: (`{"from_step", "trial_id", "params"}`, oldest first); None for fixed configurations.
-    schedule: list[dict[str, Any]] | None = None
-    #: After a confirmation stage: its seeds, and each candidate's runs with their mean and
-    #: standard deviation, the winner first (`sweeps.results.confirmation.summary`).
-    confirmation: dict[str, Any] | None = None
+    @property
+    def trial_id(self) -> str: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def metrics(self) -> dict[str, float]: ...
+    @property
+    def checkpoint(self) -> Location: ...
+    @property
+    def schedule(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def confirmation(self) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def resolve(uri: str) -> Location:
 
 
 def promote(
-    best: BestTrial,
+    best: PromotedTrial,
     job: FinetuneConfig,
     to: str,
     *,
@@ -167,7 +168,7 @@ def promote(
 
 
 def _copy_version(
-    best: BestTrial,
+    best: PromotedTrial,
     job: FinetuneConfig,
     provenance: dict[str, Any],
     target: Location,

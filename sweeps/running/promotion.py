@@ -10,9 +10,10 @@ from typing import Any
 
 from sweeps.errors import PromotionError
 from sweeps.results.confirmation import confirmation_of, confirmed_best
+from sweeps.results.queries import BestTrial
 from sweeps.results.wandb_stream import log_model_artifact
 from sweeps.spec import SweepSpec, apply_params
-from sweeps.store.promotion import BestTrial, Promotion, evaluate_checkpoint, promote
+from sweeps.store.model_versions import Promotion, evaluate_checkpoint, promote
 from sweeps.store.storage import Location
 from sweeps.store.trivial import read_trivial
 from trainables.objective import Objective, is_finite_number
