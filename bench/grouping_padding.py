@@ -22,7 +22,7 @@ from unittest import mock
 
 import numpy as np
 
-import trainables.data
+import trainables.data.batches
 from bench.loop_throughput import BATCH_SIZE, ROWS, SEED, loop_job, sample_sst2
 from trainables.config import parse_config
 from trainables.data import epoch_batches
@@ -64,7 +64,7 @@ def main() -> None:
     assert lengths is not None
     print(f"{len(lengths)} rows, batch {BATCH_SIZE}, {int(lengths.sum())} real tokens")
     old = mock.patch.object(
-        trainables.data, "length_group_rows", lambda n, batch: args.old_window * batch
+        trainables.data.batches, "length_group_rows", lambda n, batch: args.old_window * batch
     )
     runs: list[tuple[str, bool, Any]] = [
         ("grouped, HF's window (shipped)", True, None),
