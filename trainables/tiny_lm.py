@@ -8,7 +8,10 @@ every code path of `task: causal_lm` without the Hub.
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -147,4 +150,28 @@ def build_tiny_causal_lm(
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+#: Where `smoke_model` keeps the tiny Llama (the version changes when what it builds does).
+SMOKE_MODEL = Path(tempfile.gettempdir()) / "finetune-sweeps-smoke" / "tiny-llama-1"
+
+
+def smoke_model(folder: Path = SMOKE_MODEL) -> str:
+    """The tiny Llama (random weights, seeded; tokenizer with `CHAT_TEMPLATE`) that
+    `sweeps run --smoke-test` puts in place of a causal LM that is not on this machine: built
+    into `folder` once, then reused (every build is the same). Returns the folder.
+
+    Built in a folder beside it and renamed into place, so a process never reads half of it
+    and two processes building at once leave one whole copy.
+    """
+    if (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file():
+        return str(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
+    build_tiny_causal_lm(staging, "llama", CHAT_TEMPLATE)
+    try:
+        os.rename(staging, folder)
+    except OSError:  # another process renamed its copy first
+        shutil.rmtree(staging, ignore_errors=True)
     return str(folder)

@@ -198,9 +198,12 @@ def mutate(
 
 
 def local_data(raw: dict[str, Any]) -> dict[str, Any]:
-    """`raw` with data in a bucket replaced by the embedded demo task, and storage in a bucket
-    by local folders: validate reads the data and checks the storage can be written, and this
-    machine reaches no bucket (the spec's other fields stay as they are)."""
+    """`raw` with data in a bucket replaced by the embedded demo task, storage in a bucket by
+    local folders, and a causal LM named by a Hub id by the tiny Llama `--smoke-test` swaps in
+    (`sweeps.cli.smoke_swaps`): validate reads the data, loads the tokenizer and checks the
+    storage can be written, and this machine reaches neither a bucket nor the Hub (the spec's
+    other fields stay as they are, so everything but resolving the Hub id is validated)."""
+    raw = local_model(raw)
     if "://" in str(raw.get("storage_path", "")):
         raw = {**raw, "storage_path": "./results/sweeps"}
     if "://" in str((raw.get("promote") or {}).get("to", "")):
@@ -210,6 +213,17 @@ def local_data(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     kept = {k: v for k, v in data.items() if k in ("max_length", "split_seed")}
     return {**raw, "job": {**raw["job"], "data": {"builtin": "demo", **kept}}}
+
+
+def local_model(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with a causal LM that is not a local folder replaced by the smoke-test model."""
+    job = raw.get("job") or {}
+    model = job.get("model") or {}
+    if job.get("task") != "causal_lm" or Path(str(model.get("name_or_path"))).is_dir():
+        return raw
+    from trainables.tiny_lm import smoke_model
+
+    return {**raw, "job": {**job, "model": {**model, "name_or_path": smoke_model()}}}
 
 
 def mutations(seed: int, count: int) -> list[tuple[Any, Mutation]]:
@@ -302,8 +316,8 @@ def validate(files: list[Path]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("batch", range(BATCHES))
 def test_fuzzed_specs_fail_cleanly_naming_the_key(batch: int, tmp_path: Path) -> None:
-    # Examples are dealt in turn, so a batch holds every BATCHES-th example: with 8 examples
-    # and 4 batches, two each, and one process alone pays for loading the vision model.
+    # Examples are dealt in turn, so a batch holds every BATCHES-th example: with 12 examples
+    # and 4 batches, three each, and one process alone pays for loading the vision model.
     cases = mutations(SEED, MUTATIONS)[batch::BATCHES]
     files = []
     for raw, mut in cases:
@@ -365,3 +379,23 @@ def test_the_checks_catch_a_traceback_a_missing_line_and_an_unnamed_key(tmp_path
     muts[1] = Mutation(1, "laptop", "unknown_key", ("driver_resources", "zz_unknown"), 1)
     err = f"{files[0]}: error: search.num_samples: not an int\n{files[2]}: error: name: missing\n"
     assert problems(files, muts, 2, out, err, SEED) == []
+
+
+def test_only_a_causal_lm_named_by_a_hub_id_is_validated_with_the_smoke_model() -> None:
+    from trainables.tiny_lm import smoke_model
+
+    swapped = []
+    for path in EXAMPLES:
+        raw = yaml.safe_load(path.read_text())
+        local = local_model(raw)
+        if local is raw:
+            continue
+        swapped.append(path.stem)
+        # The model's name alone differs: every other field is validated as shipped.
+        assert local["job"]["model"]["name_or_path"] == smoke_model()
+        local["job"]["model"]["name_or_path"] = raw["job"]["model"]["name_or_path"]
+        assert local == raw
+    assert swapped == ["sft"]
+    # A causal LM in a local folder is validated as it is.
+    folder = {"job": {"task": "causal_lm", "model": {"name_or_path": smoke_model()}}}
+    assert local_model(folder) is folder
