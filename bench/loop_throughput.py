@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,6 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
-        TrainerCallback,
         TrainingArguments,
     )
 
@@ -189,15 +188,6 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
         train_sampling_strategy="group_by_length" if group_by_length else "random",
     )
     ends: list[float] = []
-
-    class StepClock(TrainerCallback):
-        def on_step_begin(self, *_: Any, **__: Any) -> None:
-            if not ends:  # the first step's start
-                ends.append(time.perf_counter())
-
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            ends.append(time.perf_counter())
-
     tally = Tally()
 
     class CountingCollator(DataCollatorWithPadding):
@@ -214,16 +204,36 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
         args=args,
         train_dataset=rows,
         data_collator=CountingCollator(tokenizer),
-        callbacks=[StepClock()],
+        callbacks=[step_clock(ends)],
     )
     trainer.train()
+    seconds, steps = hf_timing(ends, tally, warmup)
     cpu_share = tally.cpu_share(warmup, n_threads)
-    # ends[k] is step k's end (ends[0] the first step's start).
-    steps = len(ends) - 1
-    if len(tally.batches) != steps:
-        raise RuntimeError(f"HF collated {len(tally.batches)} batches for {steps} steps")
-    seconds = ends[steps] - ends[warmup]
     return rates(tally.work(warmup), seconds, steps, cpu_share=cpu_share, **pinned)
+
+
+def step_clock(ends: list[float]) -> Any:
+    """A `TrainerCallback` appending to `ends` the first step's start, then every step's end."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            if not ends:  # the first step's start
+                ends.append(time.perf_counter())
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            ends.append(time.perf_counter())
+
+    return StepClock()
+
+
+def hf_timing(ends: list[float], tally: Tally, warmup: int) -> tuple[float, int]:
+    """(seconds of the steps after the first `warmup`, steps) of a Trainer run timed by
+    `step_clock`, whose collator tallied one batch per step (no gradient accumulation)."""
+    steps = len(ends) - 1  # ends[k] is step k's end (ends[0] the first step's start)
+    if len(tally.batches) != steps:
+        raise RuntimeError(f"the collator made {len(tally.batches)} batches for {steps} steps")
+    return ends[steps] - ends[warmup], steps
 
 
 def loop_job(
@@ -257,38 +267,91 @@ def run_loop(
     """This project's loop in this (fresh) process, as a one-worker sweep trial runs it."""
     pinned = threads(n_threads)
     from trainables.config import parse_config
-    from trainables.in_process import run_in_process
     from trainables.tasks.text import TextTask
 
     tally = Tally()
-    shipped = TextTask.batch
+    cfg = parse_config(loop_job(train_tsv, dev_tsv, group_by_length, n_threads, warmup))
+    seconds, steps = run_loop_counted(
+        cfg, TextTask, lambda _task, _split, _rows, batch: tally.add(batch), tally, warmup
+    )
+    cpu_share = tally.cpu_share(warmup, n_threads)
+    return rates(tally.work(warmup), seconds, steps, cpu_share=cpu_share, **pinned)
+
+
+#: Called with a task, the split, the rows and the batch the task built for them.
+OnBatch = Callable[[Any, str, Sequence[int], dict[str, Any]], None]
+
+
+def run_loop_counted(
+    cfg: Any, task_class: Any, on_batch: OnBatch, tally: Tally, warmup: int
+) -> tuple[float, int]:
+    """Runs `cfg`'s loop in this process as a one-worker sweep trial runs it
+    (`run_in_process`), with `on_batch` called on each training batch `task_class.batch`
+    returns (one per step here); `cfg` reports every `warmup` steps. Returns the seconds of
+    the steps after the first `warmup` (the loop's own step clock: its reports' step time,
+    the first window left out) and the steps."""
+    from trainables.in_process import run_in_process
+
+    shipped = task_class.batch
 
     def counted(
-        self: TextTask, split: str, rows: Sequence[int], train: bool, key: Sequence[int] = ()
+        self: Any, split: str, rows: Sequence[int], train: bool, key: Sequence[int] = ()
     ) -> dict[str, Any]:
-        """The loop's own batch, tallied when it is a training batch (one per step here)."""
+        """The loop's own batch, passed to `on_batch` when it is a training batch."""
         batch = shipped(self, split, rows, train, key)
         if train:
-            tally.add(batch)
+            on_batch(self, split, rows, batch)
         return batch
 
-    TextTask.batch = counted  # type: ignore[method-assign]
-    cfg = parse_config(loop_job(train_tsv, dev_tsv, group_by_length, n_threads, warmup))
+    task_class.batch = counted
     reports: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as storage:
-        run_in_process(
-            cfg, run_name="loop", storage_path=storage, on_report=lambda m, _: reports.append(m)
-        )
-    cpu_share = tally.cpu_share(warmup, n_threads)
+    try:
+        with tempfile.TemporaryDirectory() as storage:
+            run_in_process(
+                cfg, run_name="loop", storage_path=storage, on_report=lambda m, _: reports.append(m)
+            )
+    finally:
+        task_class.batch = shipped
     steps = int(reports[-1]["step"])
     if len(tally.batches) != steps or int(reports[0]["step"]) != warmup:
         raise RuntimeError(
             f"the loop made {len(tally.batches)} batches for {steps} steps, its first report "
             f"at step {reports[0]['step']} (expected {warmup})"
         )
-    timed = reports[1:]  # the first window holds the warm-up steps
-    seconds = sum(r["step_seconds"] for r in timed)
-    return rates(tally.work(warmup), seconds, steps, cpu_share=cpu_share, **pinned)
+    return sum(r["step_seconds"] for r in reports[1:]), steps  # reports[0]: the warm-up
+
+
+def run_side(command: list[str], env: Mapping[str, str], name: str) -> dict[str, Any]:
+    """Runs one side in a fresh process; its last line of output is its result (JSON)."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def medians(
+    results: Mapping[str, Sequence[Mapping[str, Any]]], measures: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Each run's median over the rounds, in each of `measures`."""
+    return {
+        name: {k: statistics.median(r[k] for r in rs) for k in measures}
+        for name, rs in results.items()
+    }
+
+
+def round_ratios(
+    results: Mapping[str, Sequence[Mapping[str, Any]]], ours: str, theirs: str, measure: str
+) -> list[float]:
+    """`ours / theirs` in `measure`, round by round (runs of the same round)."""
+    pairs = zip(results[ours], results[theirs], strict=True)
+    return [a[measure] / b[measure] for a, b in pairs]
+
+
+def paired_ratio(
+    results: Mapping[str, Sequence[Mapping[str, Any]]], ours: str, theirs: str, measure: str
+) -> float:
+    """The median of the rounds' own ratios (see the module docstring)."""
+    return statistics.median(round_ratios(results, ours, theirs, measure))
 
 
 MEASURES = (
@@ -359,10 +422,7 @@ def main() -> None:
             command = [sys.executable, __file__, "--side", side, "--train", train_tsv]
             command += ["--dev", dev_tsv, "--threads", str(args.threads)]
             command += ["--warmup", str(args.warmup)] + (["--group"] if group else [])
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
-            if done.returncode:
-                sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-            run = json.loads(done.stdout.strip().splitlines()[-1])
+            run = run_side(command, env, name)
             results[name].append(run)
             print(
                 f"round {rep + 1} {name:36s} {describe(run)} CPU share {run['cpu_share']:.2f} "
@@ -375,10 +435,7 @@ def main() -> None:
             if len(epoch_tokens) > 1:
                 sys.exit(f"the sides trained on different real tokens per epoch: {epoch_tokens}")
 
-    median = {
-        name: {k: statistics.median(r[k] for r in rs) for k in MEASURES}
-        for name, rs in results.items()
-    }
+    median = medians(results, MEASURES)
     best = median[HF_BEST]["real_tokens_per_second"]
     print(
         f"\nmedians of {args.reps} rounds ({results[HF_BEST][0]['epoch_real_tokens']} real "
@@ -391,12 +448,10 @@ def main() -> None:
         )
 
     def ratios(ours: str, theirs: str, measure: str) -> list[float]:
-        """`ours / theirs` in `measure`, round by round (runs of the same round)."""
-        pairs = zip(results[ours], results[theirs], strict=True)
-        return [a[measure] / b[measure] for a, b in pairs]
+        return round_ratios(results, ours, theirs, measure)
 
     def paired(ours: str, theirs: str, measure: str) -> float:
-        return statistics.median(ratios(ours, theirs, measure))
+        return paired_ratio(results, ours, theirs, measure)
 
     per_round = ", ".join(f"{x:.2f}x" for x in ratios(LOOP, HF_BEST, "real_tokens_per_second"))
     print(f"loop / HF best real tokens/s per round: {per_round}")

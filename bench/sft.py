@@ -56,8 +56,12 @@ median of the rounds' own ratios (see `bench/loop_throughput.py`). The last line
 `ratio vs TRL SFTTrainer: <x>x real tokens/s, <y>x peak memory`, is the loop against TRL's
 faster setting (by median real tokens/s), the loop packing as TRL does.
 
+With `--step-parts` it only times one typical batch's forward and backward (`--reps` times,
+in turn, one fresh process): the loop's, TRL's `compute_loss`, and TRL's model with
+transformers' own loss, to show what TRL's chunked LM head costs apart from its trainer.
+
     .venv/bin/python -m bench.sft [--rows 512] [--reps 3] [--threads 2] [--warmup 5]
-        [--data ../shared/data/gsm8k]
+        [--data ../shared/data/gsm8k] [--step-parts]
 """
 
 from __future__ import annotations
@@ -66,7 +70,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,7 +78,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loop_throughput import Tally, describe, peak_rss_mb, rates, threads
+from bench.loop_throughput import (
+    Tally,
+    describe,
+    hf_timing,
+    medians,
+    paired_ratio,
+    peak_rss_mb,
+    rates,
+    round_ratios,
+    run_loop_counted,
+    run_side,
+    step_clock,
+    threads,
+)
 
 BATCH_SIZE, MAX_LENGTH, SEED, LR = 8, 512, 0, 2e-4
 ROWS, DEV_ROWS = 512, 16
@@ -224,36 +240,16 @@ def run_loop(
     """This project's loop in this (fresh) process, as a one-worker sweep trial runs it."""
     pinned = threads(n_threads)
     from trainables.config import parse_config
-    from trainables.in_process import run_in_process
     from trainables.tasks.causal_lm import CausalLmTask
 
     tally = WorkTally()
-    shipped = CausalLmTask.batch
-
-    def counted(
-        self: CausalLmTask, split: str, rows: Sequence[int], train: bool, key: Sequence[int] = ()
-    ) -> dict[str, Any]:
-        """The loop's own batch, tallied when it is a training batch (one per step here)."""
-        batch = shipped(self, split, rows, train, key)
-        if train:
-            tally.add_work(loop_work(self, split, rows, batch))
-        return batch
-
-    CausalLmTask.batch = counted  # type: ignore[method-assign]
     cfg = parse_config(loop_job(train, dev, model_dir, packing, n_threads, warmup))
-    reports: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as storage:
-        run_in_process(
-            cfg, run_name="loop", storage_path=storage, on_report=lambda m, _: reports.append(m)
-        )
+
+    def count(task: Any, split: str, rows: Sequence[int], batch: dict[str, Any]) -> None:
+        tally.add_work(loop_work(task, split, rows, batch))
+
+    seconds, steps = run_loop_counted(cfg, CausalLmTask, count, tally, warmup)
     cpu_share = tally.cpu_share(warmup, n_threads)
-    steps = int(reports[-1]["step"])
-    if len(tally.batches) != steps or int(reports[0]["step"]) != warmup:
-        raise RuntimeError(
-            f"the loop made {len(tally.batches)} batches for {steps} steps, its first report "
-            f"at step {reports[0]['step']} (expected {warmup})"
-        )
-    seconds = sum(r["step_seconds"] for r in reports[1:])  # the first window: warm-up
     return tally.result(warmup, seconds, steps, cpu_share=cpu_share, **pinned)
 
 
@@ -316,19 +312,8 @@ def trl_trainer(
 def run_trl(train: str, model_dir: str, packing: bool, n_threads: int, warmup: int) -> dict:
     """The baseline: TRL's `SFTTrainer` in this (fresh) process."""
     pinned = threads(n_threads)
-    from transformers import TrainerCallback
-
     ends: list[float] = []
-
-    class StepClock(TrainerCallback):
-        def on_step_begin(self, *_: Any, **__: Any) -> None:
-            if not ends:  # the first step's start
-                ends.append(time.perf_counter())
-
-        def on_step_end(self, *_: Any, **__: Any) -> None:
-            ends.append(time.perf_counter())
-
-    trainer = trl_trainer(train, model_dir, packing, callbacks=[StepClock()])
+    trainer = trl_trainer(train, model_dir, packing, callbacks=[step_clock(ends)])
     tally = WorkTally()
     collate = trainer.data_collator  # TRL refuses a collator of ours with padding-free
 
@@ -340,11 +325,8 @@ def run_trl(train: str, model_dir: str, packing: bool, n_threads: int, warmup: i
 
     trainer.data_collator = counting
     trainer.train()
+    seconds, steps = hf_timing(ends, tally, warmup)
     cpu_share = tally.cpu_share(warmup, n_threads)
-    steps = len(ends) - 1  # ends[k]: step k's end (ends[0]: the first step's start)
-    if len(tally.batches) != steps:
-        raise RuntimeError(f"TRL collated {len(tally.batches)} batches for {steps} steps")
-    seconds = ends[steps] - ends[warmup]
     return tally.result(warmup, seconds, steps, cpu_share=cpu_share, **pinned)
 
 
@@ -447,10 +429,11 @@ def check(train: str, dev: str, model_dir: str, packing: bool, **controls: Any) 
     got = first_batch_losses(train, dev, model_dir, packing, **controls)
     loop_loss, trl_loss = got["loop_loss"], got["trl_loss"]
     what = "packed" if packing else "unpacked"
-    print(
+    got["printed"] = (
         f"first batch, {what}: loop loss {loop_loss:.8f}, TRL loss {trl_loss:.8f} "
         f"(|diff| {abs(loop_loss - trl_loss):.2e}); loop {got['loop_work']}, TRL {got['trl_work']}"
     )
+    print(got["printed"], flush=True)
     if abs(loop_loss - trl_loss) > TOLERANCE:
         raise SystemExit(
             f"{what}: the two sides' losses on the same first batch differ by more than "
@@ -458,11 +441,11 @@ def check(train: str, dev: str, model_dir: str, packing: bool, **controls: Any) 
             f"differs, so the comparison would not be of the same work"
         )
     ours, theirs = got["loop_work"], got["trl_work"]
-    if (ours.examples, ours.real, ours.supervised) != (
+    if [ours.examples, ours.real, ours.supervised] != [
         theirs.examples,
         theirs.real,
         theirs.supervised,
-    ):
+    ]:
         raise SystemExit(f"{what}: the first batch's work differs: loop {ours}, TRL {theirs}")
     return got
 
@@ -474,6 +457,66 @@ def check_same_work(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         seen = {run[key] for runs in results.values() for run in runs}
         if len(seen) > 1:
             raise SystemExit(f"the runs trained on different {key} an epoch: {sorted(seen)}")
+
+
+def step_parts(train: str, dev: str, model_dir: str, n_threads: int, reps: int) -> dict:
+    """Forward and backward of one typical training batch (the loop's unpacked epoch's middle
+    batch), timed `reps` times in turn, medians in ms: the loop's (its task's `logits` and
+    `loss`), TRL's (`compute_loss`: its chunked log-prob LM head, with the entropy and
+    accuracy it logs), and TRL's model with transformers' own loss (`labels` to the model:
+    full logits, cross-entropy), so the head's cost is seen apart from the trainer's."""
+    import torch
+
+    from trainables.config import parse_config
+    from trainables.data import epoch_batches
+    from trainables.tasks.causal_lm import prepare
+
+    pinned = threads(n_threads)
+    cfg = parse_config(loop_job(train, dev, model_dir, False, n_threads, 1))
+    task = prepare(cfg)
+    lengths = task.lengths("train")
+    assert lengths is not None
+    plan = epoch_batches(lengths, BATCH_SIZE, 1, 0, SEED, 0, cfg.data.group_by_length)
+    rows = plan[len(plan) // 2]
+    batch = task.batch("train", rows, train=True)
+    labels = batch.pop("labels")
+    model = task.build_model(cfg.model).train()
+    trainer = trl_trainer(train, model_dir, False)
+    inputs = trainer.data_collator([trainer.train_dataset[r] for r in rows])
+    num_items = trainer._get_num_items_in_batch([inputs], torch.device("cpu"))
+    theirs = trainer.model.train()
+
+    def loop_step() -> None:
+        task.loss(task.logits(model, batch).float(), labels).backward()
+        model.zero_grad()
+
+    def trl_step() -> None:
+        trainer.compute_loss(theirs, dict(inputs), num_items_in_batch=num_items).backward()
+        theirs.zero_grad()
+
+    def plain_loss_step() -> None:
+        theirs(**inputs, use_cache=False).loss.backward()
+        theirs.zero_grad()
+
+    parts = {
+        "loop: logits + loss": loop_step,
+        "TRL: compute_loss (chunked head)": trl_step,
+        "TRL's model, transformers' loss": plain_loss_step,
+    }
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    for _ in range(2):  # warm-up
+        for step in parts.values():
+            step()
+    for _ in range(reps):
+        for name, step in parts.items():
+            tick = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - tick)
+    return {
+        "batch": list(batch["input_ids"].shape),
+        "ms": {name: 1000 * statistics.median(t) for name, t in times.items()},
+        **pinned,
+    }
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -505,13 +548,6 @@ def side_command(args: argparse.Namespace, side: str, packing: bool, paths: dict
     return command + [f"--{k}={v}" for k, v in paths.items()]
 
 
-def run_side(command: list[str], env: dict[str, str], name: str) -> str:
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode:
-        sys.exit(f"{name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return done.stdout.strip().splitlines()[-1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=ROWS)
@@ -522,13 +558,22 @@ def main() -> None:
         "--data",
         default=str(ROOT.parent / "shared" / "data" / "gsm8k"),
     )
-    parser.add_argument("--side", choices=["trl", "loop", "check"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--step-parts",
+        action="store_true",
+        help="only time one batch's forward and backward, loop vs TRL (see step_parts)",
+    )
+    parser.add_argument("--side", choices=["trl", "loop", "check", "parts"], help=argparse.SUPPRESS)
     parser.add_argument("--packing", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("train", "dev", "model"):
         parser.add_argument(f"--{hidden}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side == "check":
-        check(args.train, args.dev, args.model, args.packing)
+        got = check(args.train, args.dev, args.model, args.packing)
+        print(json.dumps({"printed": got["printed"]}))
+        return
+    if args.side == "parts":
+        print(json.dumps(step_parts(args.train, args.dev, args.model, args.threads, args.reps)))
         return
     if args.side == "trl":
         print(json.dumps(run_trl(args.train, args.model, args.packing, args.threads, args.warmup)))
@@ -551,22 +596,29 @@ def main() -> None:
         f"GSM8K sample: {args.rows} rows (whole examples within {MAX_LENGTH} tokens), tiny "
         f"Llama (trainables.tiny_lm, seed {SEED}), batch {BATCH_SIZE}, max_length {MAX_LENGTH}, "
         f"lr {LR}, 1 process x {args.threads} threads, CPU fp32, first {args.warmup} steps "
-        f"untimed, {args.reps} alternating rounds",
+        f"untimed, {args.reps} {'repetitions' if args.step_parts else 'alternating rounds'}",
         flush=True,
     )
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    if args.step_parts:
+        command = [*side_command(args, "parts", False, paths), "--reps", str(args.reps)]
+        parts = run_side(command, env, "the step parts")
+        print(f"forward + backward of one {parts['batch']} batch, median of {args.reps}:")
+        for name, ms in parts["ms"].items():
+            print(f"{name:36s} {ms:6.1f} ms")
+        return
     for packing in (False, True):
         command = side_command(args, "check", packing, paths)
-        print(run_side(command, env, "the first-batch check"), flush=True)
+        print(run_side(command, env, "the first-batch check")["printed"], flush=True)
 
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNS}
     for rep in range(args.reps):
         for pair in PAIRS:
             for name in pair if rep % 2 == 0 else reversed(pair):
                 side, packing = RUNS[name]
-                run = json.loads(run_side(side_command(args, side, packing, paths), env, name))
+                run = run_side(side_command(args, side, packing, paths), env, name)
                 results[name].append(run)
                 print(
                     f"round {rep + 1} {name:36s} {describe(run)} rise {run['rss_rise_mb']:4.0f} MB "
@@ -577,10 +629,7 @@ def main() -> None:
                 )
                 check_same_work(results)
 
-    median = {
-        name: {k: statistics.median(r[k] for r in rs) for k in MEASURES}
-        for name, rs in results.items()
-    }
+    median = medians(results, MEASURES)
     first = results[TRL][0]
     print(
         f"\nmedians of {args.reps} rounds ({first['epoch_real_tokens']} real tokens, "
@@ -592,16 +641,13 @@ def main() -> None:
             f"tok/s   rise {m['rss_rise_mb']:4.0f} MB   {m['steps']:.0f} steps"
         )
 
-    def ratios(ours: str, theirs: str, measure: str) -> list[float]:
-        """`ours / theirs` in `measure`, round by round (runs of the same round)."""
-        pairs = zip(results[ours], results[theirs], strict=True)
-        return [a[measure] / b[measure] for a, b in pairs]
-
     def paired(ours: str, theirs: str, measure: str) -> float:
-        return statistics.median(ratios(ours, theirs, measure))
+        return paired_ratio(results, ours, theirs, measure)
 
     for theirs, ours in PAIRS:
-        per_round = ", ".join(f"{x:.2f}x" for x in ratios(ours, theirs, "real_tokens_per_second"))
+        per_round = ", ".join(
+            f"{x:.2f}x" for x in round_ratios(results, ours, theirs, "real_tokens_per_second")
+        )
         print(
             f"{ours} / {theirs}: {paired(ours, theirs, 'real_tokens_per_second'):.2f}x real "
             f"tokens/s (per round {per_round}), {paired(ours, theirs, 'peak_rss_mb'):.2f}x peak "
