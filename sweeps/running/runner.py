@@ -43,6 +43,7 @@ from trainables.checkpointing import NO_SPACE_ERRNOS
 from trainables.config import FinetuneConfig
 from trainables.in_process import runs_in_process
 from trainables.prepared import prepare_tokens
+from trainables.ray_compat import restored_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -275,9 +276,7 @@ def tune_state_every(trials: int) -> Iterator[None]:
 def _restore(folder: Location, driver: object, callbacks: list[Callback]) -> ray.tune.Tuner:
     tuner = ray.tune.Tuner.restore(folder.uri, driver, resume_errored=True)
     # The saved experiment state holds the first run's callbacks; this run's replace them.
-    # Private API (`Tuner._local_tuner`, checked against Ray 2.60.0): `Tuner.restore` takes no
-    # callbacks and the run config has no public setter.
-    run_config = tuner._local_tuner.get_run_config()
+    run_config = restored_run_config(tuner)
     run_config.callbacks = list(callbacks)
     run_config.verbose = 0
     return tuner

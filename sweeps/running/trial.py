@@ -26,7 +26,7 @@ from typing import Any
 import ray.tune
 from ray.train.v2.api.callback import UserCallback
 from ray.tune import PlacementGroupFactory
-from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.queue import Queue
 
 from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM
@@ -34,10 +34,13 @@ from sweeps.spec import apply_params
 from sweeps.store.storage import Location
 from trainables.config import FinetuneConfig
 from trainables.in_process import run_in_process, runs_in_process
+from trainables.ray_compat import checkpoint_path_key
 from trainables.trainer import build_trainer, worker_resources
 
 # Who wrote a checkpoint Tune holds, and at which step (Ray's checkpoint metadata).
 _ORIGIN = "sweeps_origin"
+# Where `TuneReportCallback` puts a report's checkpoint path (this driver does the same).
+CHECKPOINT_PATH_KEY = checkpoint_path_key()
 
 
 def make_trial_driver(
