@@ -149,9 +149,9 @@ def _run_stage(
     except OSError as exc:
         raise SpecError(f"storage_path: cannot use {folder}: {exc}") from None
 
-    job = _with_prepared_data(spec, folder)
+    prepared_data = _prepared_data(spec, folder)
     if trivial is None and points is None:
-        trivial = _trivial_predictor(job, folder)
+        trivial = _trivial_predictor(spec.job, prepared_data, folder)
     planned = PlannedSteps(spec.job, placement.train_rows)
     results_log = ResultsLog(results.uri, planned, train_runs=folder.join("train").uri)
     full = StopOnFullStorage(spec.storage_path)
@@ -174,10 +174,11 @@ def _run_stage(
     in_process = not spec.driver_resources
     driver = ray.tune.with_resources(
         make_trial_driver(
-            job,
+            spec.job,
             folder,
             checkpoints_to_tune=spec.scheduler.evolves,
             in_process=in_process,
+            prepared_data=prepared_data,
         ),
         trial_resources(spec.job, in_process, spec.driver_resources),
     )
@@ -213,19 +214,19 @@ def _run_stage(
     return streamer
 
 
-def _with_prepared_data(spec: SweepSpec, folder: Location) -> FinetuneConfig:
-    """The sweep's job with its text tokenized once for every trial and rank, under the sweep's
-    folder (`trainables/prepared.py`; kept for a resumed sweep and the confirmation stage)."""
+def _prepared_data(spec: SweepSpec, folder: Location) -> str | None:
+    """Where the sweep's text is tokenized once for every trial and rank, under the sweep's
+    folder (`trainables/prepared.py`; kept for a resumed sweep and the confirmation stage);
+    None for data that is not prepared ahead."""
     try:
-        location = prepare_tokens(spec.job, folder.join("data").uri)
+        return prepare_tokens(spec.job, folder.join("data").uri)
     except OSError as exc:
         raise StorageError(f"storage_path: cannot write {folder.uri}: {exc}") from None
-    if location is None:
-        return spec.job
-    return spec.job.model_copy(update={"prepared_data": location})
 
 
-def _trivial_predictor(job: FinetuneConfig, folder: Location) -> dict[str, Any] | None:
+def _trivial_predictor(
+    job: FinetuneConfig, prepared_data: str | None, folder: Location
+) -> dict[str, Any] | None:
     """The sweep's trivial predictor record (`trainables.trivial`), computed and stored
     beside its results the first time; None (with a warning) when it cannot be computed: the
     sweep runs without it rather than not at all."""
@@ -238,7 +239,7 @@ def _trivial_predictor(job: FinetuneConfig, folder: Location) -> dict[str, Any] 
     from trainables.trivial import trivial_figures
 
     try:
-        record = trivial_figures(job)
+        record = trivial_figures(job, prepared_data)
     except Exception as exc:  # a baseline must never stop the sweep it describes
         logger.warning("the trivial predictor could not be scored: %s", exc)
         return None
