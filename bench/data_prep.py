@@ -7,7 +7,7 @@ seconds (the libraries and the tokenizer loaded before the clock starts) and pea
 - before (what every rank of every trial did): `prepare_task(job)`, i.e. read the file and
   tokenize every split, then batch this rank's share of one epoch (2 ranks, rank 0);
 - the sweep's one preparation (`trainables.prepared.prepare_tokens`, on the driver);
-- after (each rank of each trial): `prepare_task(job)` with the prepared tokens
+- after (each rank of each trial): `prepare_task(job, prepared_data=...)` with the prepared tokens
   (memory-mapped), then the same batching.
 
     .venv/bin/python bench/data_prep.py [--rows 1000000] [--data ../shared/data/sst2]
@@ -40,10 +40,10 @@ def write_rows(data_dir: Path, rows: int, out: Path) -> str:
     return str(path)
 
 
-def job(train: str, prepared: str | None = None) -> Any:
+def job(train: str) -> Any:
     from trainables.config import parse_config
 
-    cfg = parse_config(
+    return parse_config(
         {
             "data": {
                 "train": train,
@@ -54,7 +54,6 @@ def job(train: str, prepared: str | None = None) -> Any:
             "training": {"batch_size": BATCH_SIZE},
         }
     )
-    return cfg.model_copy(update={"prepared_data": prepared})
 
 
 def rank_prepares(train: str, prepared: str | None) -> dict[str, float]:
@@ -67,7 +66,7 @@ def rank_prepares(train: str, prepared: str | None) -> dict[str, float]:
     # for its model either way.
     load_tokenizer("embedded:all-MiniLM-L6-v2")
     start = time.perf_counter()
-    task = prepare_task(job(train, prepared))
+    task = prepare_task(job(train), prepared_data=prepared)
     prepare_s = time.perf_counter() - start
     lengths = task.lengths("train")
     assert lengths is not None

@@ -1,6 +1,6 @@
 """The speed levers for the text loop, each measured on the loop's own step: what each pays here.
 
-One step as `trainables.loop.train_fn_per_worker` takes it (the task's batch of length-grouped
+One step as `trainables.loop.run_loop` takes it (the task's batch of length-grouped
 rows, the task's model and logits, cross-entropy, backward, clipping at 1.0, the loop's fused
 AdamW, `zero_grad(set_to_none=True)`) on the embedded MiniLM, the same 1,024 SST-2 rows, batch
 32 and max length 128 as `bench/loop_throughput.py`, CPU fp32, 2 threads pinned. Variants, each

@@ -8,7 +8,7 @@ side prints what it ran with):
 
 - baseline: `transformers.Trainer` with `DataCollatorWithPadding` (its dynamic padding) at its
   best setting for the task, `train_sampling_strategy="group_by_length"`; and without it.
-- this loop: `trainables.loop.train_fn_per_worker` as a one-worker sweep trial runs it
+- this loop: `trainables.loop.run_loop` as a one-worker sweep trial runs it
   (`trainables.in_process.run_in_process`: in the process, no Train worker), grouped by length
   (its default) and not.
 

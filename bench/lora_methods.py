@@ -2,7 +2,8 @@
 
 Each method fine-tunes the embedded MiniLM (`embedded:all-MiniLM-L6-v2`) through this project's
 real path: `trainables.trainer.build_trainer` -> a 1-worker Ray `TorchTrainer` (2 CPUs) running
-`trainables.trainer.run_loop` (the loop of `trainables.loop`). Every method gets the same:
+`trainables.trainer.train_fn_per_worker` (the loop of `trainables.loop`). Every method gets the
+same:
 
 - rows: 2,000 training rows from a seeded shuffle of SST-2 train.tsv; validation = 500 other
   rows of that shuffle (given as a `validation` file; rows whose sentence also occurs in the
@@ -223,11 +224,11 @@ def with_probe(train_fn: Callable[[dict[str, Any]], None], out_file: str) -> Cal
 
 def run_method(cfg: FinetuneConfig, storage: str, tag: str) -> RunResult:
     """One method's run through `build_trainer`, and what its reports and worker recorded."""
-    from trainables.trainer import build_trainer, run_loop
+    from trainables.trainer import build_trainer, train_fn_per_worker
 
     probe = os.path.join(storage, f"{tag}-probe.json")
     trainer = build_trainer(
-        cfg, run_name=tag, storage_path=storage, train_fn=with_probe(run_loop, probe)
+        cfg, run_name=tag, storage_path=storage, train_fn=with_probe(train_fn_per_worker, probe)
     )
     start = time.perf_counter()
     result = trainer.fit()

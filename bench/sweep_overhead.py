@@ -59,20 +59,24 @@ import ray
 import ray.tune
 from ray.train import RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
-from ray.train.v2._internal.execution.train_fn_utils import (
-    LocalTrainFnUtils,
-    set_train_fn_utils,
-)
 from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
 
 import sweeps.running.runner as runner
 from sweeps.running.runner import run_sweep
 from sweeps.spec import apply_params, parse_spec
 from trainables.config import FinetuneConfig, parse_config
-from trainables.loop import train_fn_per_worker
+from trainables.loop import run_loop
 from trainables.objective import Objective
+from trainables.reporter import KeptCheckpoint, local_device
 from trainables.tiny import build_tiny_bert
-from trainables.trainer import HEALTH_CHECK_INTERVAL_S, run_loop, worker_resources
+from trainables.train_reporters import TrainReporter
+from trainables.trainer import (
+    HEALTH_CHECK_INTERVAL_S,
+    loop_config,
+    read_loop_config,
+    train_fn_per_worker,
+    worker_resources,
+)
 
 #: Path name -> what the output calls it.
 LABELS = {
@@ -164,29 +168,34 @@ def run_sweeps(base: dict[str, Any], trials: int, storage: str, clock: TrialCloc
 # --- tune-fn: a plain Tune function trainable, what a user writes for one worker -----------
 
 
-class _TuneFunction(LocalTrainFnUtils):
+class TuneFunctionReporter:
     """Where the loop's reports go in a plain Tune function: `tune.report`, each with its
     checkpoint folder (Tune copies it into the trial's storage before `report` returns)."""
+
+    rank = 0
+    world_size = 1
+    distributed = False
+
+    @property
+    def device(self) -> Any:
+        return local_device()
 
     def __init__(
         self,
         report: Callable[..., None],
         latest: Callable[[], ray.tune.Checkpoint | None],
     ) -> None:
-        super().__init__(experiment_name="tune-fn")
         self._report, self._latest = report, latest
 
-    def report(  # Ray's signature, with the arguments the loop passes
-        self,
-        metrics: dict[str, Any],
-        checkpoint: ray.train.Checkpoint | None = None,
-        **_: Any,
-    ) -> None:
-        folder = ray.tune.Checkpoint(checkpoint.path) if checkpoint is not None else None
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        folder = ray.tune.Checkpoint(str(checkpoint_dir)) if checkpoint_dir is not None else None
         self._report(metrics, checkpoint=folder)
 
-    def get_checkpoint(self) -> ray.tune.Checkpoint | None:
+    def restore(self) -> ray.tune.Checkpoint | None:
         return self._latest()
+
+    def kept(self) -> list[KeptCheckpoint]:
+        return []  # Tune keeps them; a plain function sees only its latest
 
 
 def run_as_tune_function(
@@ -195,16 +204,9 @@ def run_as_tune_function(
     latest: Callable[[], ray.tune.Checkpoint | None] = ray.tune.get_checkpoint,
 ) -> None:
     """The body of the plain Tune function: the loop on `job`, here, its data tokenized here,
-    every evaluation reported through `report(metrics, checkpoint=...)`.
-
-    The loop reads its rank and reports through Train's function utilities; a user's own loop
-    would call `tune.report` where it evaluates, which is what these utilities do.
-    """
-    set_train_fn_utils(_TuneFunction(report, latest))
-    try:
-        train_fn_per_worker(job.model_dump(mode="json"))
-    finally:
-        set_train_fn_utils(None)
+    every evaluation reported through `report(metrics, checkpoint=...)` (what a user's own loop
+    would call where it evaluates)."""
+    run_loop(job, TuneFunctionReporter(report, latest))
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,14 @@ def run_tune_function(
 # --- tune-train: Tune + a TorchTrainer per trial ---------------------------------------------
 
 
+def train_fn_with_the_loop_imported(config: dict[str, Any]) -> None:
+    """The per-worker entry as a user writes it by default: the loop imported with its module
+    (torch and the model libraries in Train's controller too), unlike the product's
+    `train_fn_per_worker`, which imports it on the workers only."""
+    job, inputs = read_loop_config(config)
+    run_loop(job, TrainReporter(), inputs)
+
+
 def run_tune_train(
     base: dict[str, Any], trials: int, storage: str, clock: TrialClock, tuned: bool
 ) -> Run:
@@ -273,8 +283,8 @@ def run_tune_train(
         cfg = trial_job(base, params, trial_id)
         s = cfg.scaling
         TorchTrainer(
-            run_loop if tuned else train_fn_per_worker,
-            train_loop_config=cfg.model_dump(mode="json"),
+            train_fn_per_worker if tuned else train_fn_with_the_loop_imported,
+            train_loop_config=loop_config(cfg),
             scaling_config=ScalingConfig(
                 num_workers=s.num_workers, resources_per_worker={"CPU": s.cpus_per_worker}
             ),

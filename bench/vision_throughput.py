@@ -25,7 +25,7 @@ The two sides:
   are the loop's rows; the transforms, optimizer groups (`timm.optim.param_groups_weight_decay`)
   and the loop itself are written here with torchvision, timm and torch only. Each step (batch
   augmentation, forward, backward, clip, optimizer step) is timed on its own.
-- this loop: `trainables.loop.train_fn_per_worker` as a one-worker sweep trial runs it
+- this loop: `trainables.loop.run_loop` as a one-worker sweep trial runs it
   (`trainables.in_process.run_in_process`: in the process, no Train controller or worker), in
   a fresh subprocess of its own like the baseline's (`--side loop`); it evaluates the
   validation split, reports and checkpoints every `--eval-every` steps. Its time is the sum of
@@ -219,9 +219,9 @@ def run_baseline(job: dict[str, Any], warmup_steps: int) -> dict[str, Any]:
 def recording_reports(report: Callable[..., None], reports: list[dict[str, Any]]) -> Callable:
     """`report`, first recording each metrics dict with the wall and CPU clocks at the report.
 
-    In a Train worker the loop's report (`trainables.session.report`) is wrapped this way,
-    because a run keeps only the metrics of its retained checkpoints and every report window is
-    needed here.
+    In a Train worker the loop's reporter is wrapped this way (`RecordingReporter`), because a
+    run keeps only the metrics of its retained checkpoints and every report window is needed
+    here.
     """
 
     def recording(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
@@ -244,23 +244,26 @@ def worker_figures(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def with_reports(train_fn: Callable[[dict[str, Any]], None], out_file: str) -> Callable:
+def with_reports(out_file: str) -> Callable:
     """The real loop for a Train worker, its every report recorded (`recording_reports`); then
     the worker's figures are written to `out_file` (rank 0)."""
 
     def measured(config: dict[str, Any]) -> None:
-        import ray.train
-
-        from trainables import session
+        from trainables.loop import run_loop
+        from trainables.reporter import ReporterWrapper
+        from trainables.train_reporters import TrainReporter
+        from trainables.trainer import read_loop_config
 
         reports: list[dict[str, Any]] = []
-        report = session.report
-        session.report = recording_reports(report, reports)
-        try:
-            train_fn(config)
-        finally:
-            session.report = report
-        if ray.train.get_context().get_world_rank() == 0:
+
+        class RecordingReporter(ReporterWrapper):
+            def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+                recording_reports(self.inner.report, reports)(metrics, checkpoint_dir)
+
+        reporter = RecordingReporter(TrainReporter())
+        job, inputs = read_loop_config(config)
+        run_loop(job, reporter, inputs)
+        if reporter.rank == 0:
             Path(out_file).write_text(json.dumps(worker_figures(reports)))
 
     return measured
@@ -311,14 +314,11 @@ def loop_figures(worker: dict[str, Any], wall: float) -> dict[str, Any]:
 def run_train_worker_loop(job: dict[str, Any], storage: str, name: str) -> dict[str, Any]:
     """This project's loop in a 1-worker TorchTrainer (Ray already up)."""
     from trainables.config import parse_config
-    from trainables.trainer import build_trainer, run_loop
+    from trainables.trainer import build_trainer
 
     out_file = os.path.join(storage, f"{name}-worker.json")
     trainer = build_trainer(
-        parse_config(job),
-        run_name=name,
-        storage_path=storage,
-        train_fn=with_reports(run_loop, out_file),
+        parse_config(job), run_name=name, storage_path=storage, train_fn=with_reports(out_file)
     )
     tick = time.perf_counter()
     trainer.fit()

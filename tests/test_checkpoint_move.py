@@ -1,5 +1,5 @@
 """A reported checkpoint goes into local storage by renames, not a second full write
-(`trainables.checkpointing.move_local_checkpoint`), and storage elsewhere is left to Train's
+(`trainables.train_reporters.move_local_checkpoint`), and storage elsewhere is left to Train's
 copy."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow.fs as pa_fs
 import ray.train
-from ray.train.v2._internal.execution.storage import StorageContext
 
-from trainables.checkpointing import move_local_checkpoint
+from trainables.ray_compat import RunStorage
+from trainables.train_reporters import move_local_checkpoint
 
 
 def rank_part(folder: Path, files: dict[str, bytes]) -> dict[str, bytes]:
@@ -33,7 +33,7 @@ def test_a_local_checkpoint_lands_in_storage_byte_for_byte_and_leaves_its_source
 ) -> None:
     source = tmp_path / "tmp-ckpt"
     wrote = rank_part(source, {"model.safetensors": b"w" * 1000, "state/rng_rank0.pt": b"r0"})
-    storage = StorageContext(str(tmp_path / "storage"), "run", None)
+    storage = RunStorage.create(str(tmp_path / "storage"), "run")
 
     moved = move_local_checkpoint(
         ray.train.Checkpoint.from_directory(str(source)), storage, "checkpoint_000"
@@ -46,7 +46,7 @@ def test_a_local_checkpoint_lands_in_storage_byte_for_byte_and_leaves_its_source
 
 
 def test_two_ranks_parts_merge_into_one_checkpoint(tmp_path: Path) -> None:
-    storage = StorageContext(str(tmp_path / "storage"), "run", None)
+    storage = RunStorage.create(str(tmp_path / "storage"), "run")
     expected: dict[str, bytes] = {}
     for rank in (0, 1):
         source = tmp_path / f"rank{rank}"
@@ -65,7 +65,7 @@ def test_storage_on_another_filesystem_is_not_touched(tmp_path: Path) -> None:
     wrote = rank_part(source, {"model.safetensors": b"w" * 10})
     (tmp_path / "storage").mkdir()
     elsewhere = pa_fs.SubTreeFileSystem(str(tmp_path / "storage"), pa_fs.LocalFileSystem())
-    storage = StorageContext("/", "run", elsewhere)
+    storage = RunStorage.create("/", "run", elsewhere)
 
     moved = move_local_checkpoint(
         ray.train.Checkpoint.from_directory(str(source)), storage, "checkpoint_000"

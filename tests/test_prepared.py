@@ -28,17 +28,17 @@ def job(model_dir: str, files: dict[str, str], max_length: int = 32) -> Finetune
     )
 
 
-def prepared(cfg: FinetuneConfig, folder: Path) -> FinetuneConfig:
+def prepared(cfg: FinetuneConfig, folder: Path) -> str:
     location = prepare_tokens(cfg, str(folder))
     assert location is not None
-    return cfg.model_copy(update={"prepared_data": location})
+    return location
 
 
 def test_prepared_tokens_are_the_tokenizers_own_ids_and_the_files_labels(
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
-    cfg = prepared(job(tiny_model_dir, separable_files), tmp_path)
-    loaded = load_tokens(cfg)
+    cfg = job(tiny_model_dir, separable_files)
+    loaded = load_tokens(cfg, prepared(cfg, tmp_path))
     assert loaded is not None
     splits, names = loaded
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -56,7 +56,7 @@ def test_a_task_from_prepared_tokens_batches_as_one_that_tokenized_itself(
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
     cfg = job(tiny_model_dir, separable_files)
-    mine, theirs = prepare_task(cfg), prepare_task(prepared(cfg, tmp_path))
+    mine, theirs = prepare_task(cfg), prepare_task(cfg, prepared_data=prepared(cfg, tmp_path))
     assert theirs.splits == mine.splits
     rows = list(range(0, mine.splits["train"], 7))
     a, b = mine.batch("train", rows, train=True), theirs.batch("train", rows, train=True)
@@ -67,10 +67,11 @@ def test_a_task_from_prepared_tokens_batches_as_one_that_tokenized_itself(
 def test_tokens_prepared_for_another_max_length_are_not_used(
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
-    cfg = prepared(job(tiny_model_dir, separable_files, max_length=32), tmp_path)
-    assert load_tokens(cfg) is not None  # the control: its own length reads them
+    cfg = job(tiny_model_dir, separable_files, max_length=32)
+    location = prepared(cfg, tmp_path)
+    assert load_tokens(cfg, location) is not None  # the control: its own length reads them
     shorter = cfg.model_copy(update={"data": cfg.data.model_copy(update={"max_length": 16})})
-    assert load_tokens(shorter) is None
+    assert load_tokens(shorter, location) is None
 
 
 def test_an_edited_data_file_is_not_read_from_the_tokens_of_its_old_version(
@@ -79,10 +80,11 @@ def test_an_edited_data_file_is_not_read_from_the_tokens_of_its_old_version(
     files = {name: str(tmp_path / Path(path).name) for name, path in separable_files.items()}
     for name, path in separable_files.items():
         Path(files[name]).write_text(Path(path).read_text())
-    cfg = prepared(job(tiny_model_dir, files), tmp_path / "tokens")
-    assert load_tokens(cfg) is not None
+    cfg = job(tiny_model_dir, files)
+    location = prepared(cfg, tmp_path / "tokens")
+    assert load_tokens(cfg, location) is not None
 
     with open(files["train"], "a") as handle:
         handle.write("an added row,pos\n")
 
-    assert load_tokens(cfg) is None
+    assert load_tokens(cfg, location) is None

@@ -261,7 +261,7 @@ def test_prepared_tokens_keep_the_tasks_labels(
     cfg = job(tiny_model_dir, task, files)
     location = prepare_tokens(cfg, str(tmp_path))
     assert location is not None
-    loaded = load_tokens(cfg.model_copy(update={"prepared_data": location}))
+    loaded = load_tokens(cfg, location)
     assert loaded is not None
     splits, names = loaded
     dataset = build_dataset(cfg.data, task=task)

@@ -13,15 +13,12 @@ were cut short or changed since (a full disk, a copy cut off) is named in a warn
 resumes from the latest intact checkpoint Train still keeps, or fails saying so; it never starts
 again from scratch.
 
-A checkpoint the storage has no room for (a full disk) is removed, not left half written, and
-the run fails saying so (`persist_checkpoint`): the checkpoints before it stay as they were.
-Storage on the worker's own filesystem and device takes a checkpoint's files by a rename each,
-not a copy (`move_local_checkpoint`).
+How a checkpoint folder reaches the run's storage (moved when local, removed again on a full
+disk) is `trainables.train_reporters.persist_checkpoint`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -39,11 +36,10 @@ import pyarrow.fs as pa_fs
 import ray.train
 import torch
 
-from trainables import session
 from trainables.errors import FinetuneError
 
 if TYPE_CHECKING:
-    from ray.train.v2._internal.execution.storage import StorageContext
+    from trainables.reporter import Reporter
 
 TRAINING_STATE = "training_state.pt"
 _CONTENTS = "contents_rank{rank}.json"
@@ -95,67 +91,6 @@ class LoopPosition:
 # What a full disk (or an exhausted quota) says; the driver looks for it in a trial's error.
 NO_SPACE = os.strerror(errno.ENOSPC)
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-
-
-def persist_checkpoint(checkpoint: ray.train.Checkpoint, name: str) -> ray.train.Checkpoint:
-    """Copies a reported checkpoint to the run's storage as `ray.train.report` does by default,
-    except on a full storage: the part copied is deleted (a later run would otherwise find a
-    folder that holds some files and not others) and the error names the storage folder.
-
-    Passed as `ray.train.report(checkpoint_upload_fn=...)`. Uses Train's storage context, a
-    DeveloperAPI (checked against Ray 2.60.0), so the folder and filesystem are Train's own.
-
-    Raises:
-        OSError: ENOSPC with a message naming the checkpoint folder; other errors as they come.
-    """
-    context = session.context().get_storage()
-    try:
-        moved = move_local_checkpoint(checkpoint, context, name)
-        return moved or context.persist_current_checkpoint(checkpoint, name)
-    except OSError as exc:
-        if exc.errno not in NO_SPACE_ERRNOS and NO_SPACE not in str(exc):
-            raise
-        destination = context.build_checkpoint_path_from_name(name)
-        # Another rank may have removed it first, or the storage gone away.
-        with contextlib.suppress(OSError):
-            context.storage_filesystem.delete_dir(destination)
-        raise OSError(
-            errno.ENOSPC,
-            f"{NO_SPACE}: checkpoint {destination} could not be written (storage full); "
-            "removed what was copied of it, the checkpoints before it are intact",
-        ) from None
-
-
-def move_local_checkpoint(
-    checkpoint: ray.train.Checkpoint, context: StorageContext, name: str
-) -> ray.train.Checkpoint | None:
-    """Moves a checkpoint's files into the run's storage by renaming them, when both are folders
-    on one local filesystem and device; None (nothing done) otherwise.
-
-    Train's `persist_current_checkpoint` copies: for a local run that is the whole checkpoint
-    (weights and the optimizer's moments, ~270 MB for MiniLM) written twice per report, and the
-    second write's dirty pages are flushed while the next steps train. A rename writes nothing.
-    Files go one by one into the destination, so ranks merge their parts as a copy merges them.
-    The source folder is left empty (its owner, a temporary folder, removes it).
-    """
-    if not (
-        isinstance(checkpoint.filesystem, pa_fs.LocalFileSystem)
-        and isinstance(context.storage_filesystem, pa_fs.LocalFileSystem)
-    ):
-        return None
-    # What Train checks before its copy: the storage is the one this run set up (a local path
-    # on another node's disk is not).
-    context._check_validation_file()
-    source = Path(checkpoint.path)
-    destination = Path(context.build_checkpoint_path_from_name(name))
-    destination.mkdir(parents=True, exist_ok=True)
-    if source.stat().st_dev != destination.stat().st_dev:
-        return None  # a rename cannot cross devices
-    for file in sorted(p for p in source.rglob("*") if p.is_file()):
-        target = destination / file.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(file, target)
-    return ray.train.Checkpoint(str(destination), filesystem=context.storage_filesystem)
 
 
 def checkpoint_at(uri: str | None) -> ray.train.Checkpoint | None:
@@ -259,23 +194,23 @@ def damage(checkpoint: ray.train.Checkpoint) -> list[str]:
     return problems
 
 
-def resumable_checkpoint(keep: int | None) -> ray.train.Checkpoint | None:
+def resumable_checkpoint(reporter: Reporter, keep: int | None) -> ray.train.Checkpoint | None:
     """The run's latest intact checkpoint, or None for a run that has none yet.
 
-    The latest is what Train hands a restarted run; when it is damaged, this warns naming it
-    and takes the most recent intact checkpoint among those Train keeps (`keep` of them:
+    The latest is what the run's reporter restores; when it is damaged, this warns naming it
+    and takes the most recent intact checkpoint among those the run keeps (`keep` of them:
     `training.checkpoints_to_keep`, named in the error when none is left).
 
     Raises:
         CheckpointError: the latest checkpoint is damaged and no kept one is intact.
     """
-    latest = session.latest_checkpoint()
+    latest = reporter.restore()
     if latest is None:
         return None
     problems = damage(latest)
     if not problems:
         return latest
-    kept = session.kept_checkpoints()
+    kept = reporter.kept()
     earlier = sorted(
         (r for r in kept if r.checkpoint.path != latest.path),
         key=lambda r: r.metrics.get("step", -1),

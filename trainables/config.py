@@ -368,12 +368,6 @@ class FinetuneConfig(_Section):
     task: Literal[
         "text", "image", "regression", "multi_label", "token_classification", "causal_lm"
     ] = "text"
-    #: A checkpoint folder or URI to start from when the job's run has no checkpoint of its
-    #: own: weights, optimizer state, loop position and RNG streams (PBT's exploit).
-    start_from: str | None = None
-    #: Tokens the sweep prepared for this job's data (`trainables/prepared.py`); set by the
-    #: sweep, which tokenizes once for all its trials.
-    prepared_data: str | None = None
     model: ModelConfig = ModelConfig()
     data: DataConfig
     optimizer: OptimizerConfig = OptimizerConfig()

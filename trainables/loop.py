@@ -1,10 +1,12 @@
-"""The per-worker fine-tuning loop that Ray Train runs on every DDP rank, for any task.
+"""The per-worker fine-tuning loop, for any task, on every DDP rank or as one rank on its own.
 
-`train_fn_per_worker(config)` reads top to bottom, like nanoGPT's train.py: data → plan → model
-→ optimizer → resume, then one `while` over optimizer steps: forward/backward over the step's
-micro-batches (accumulating) → set the LR → clip → step → at every evaluation point evaluate,
-report and checkpoint. Batching, evaluation, the LR schedule and the step arithmetic live in
-small functions beside it or in their own modules.
+`run_loop(cfg, reporter, inputs)` reads top to bottom, like nanoGPT's train.py: data → plan →
+model → optimizer → resume, then one `while` over optimizer steps: forward/backward over the
+step's micro-batches (accumulating) → set the LR → clip → step → at every evaluation point
+evaluate, report and checkpoint. Where it runs and where its reports go is the `reporter`'s
+business (`trainables.reporter`); a `TorchTrainer` worker's entry point is
+`trainables.trainer.train_fn_per_worker`. Batching, evaluation, the LR schedule and the step
+arithmetic live in small functions beside it or in their own modules.
 """
 
 from __future__ import annotations
@@ -21,24 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray.train
 import ray.train.torch
 import torch
 
-from trainables import session
 from trainables.checkpointing import (
     LoopPosition,
     checkpoint_at,
     load_training_state,
-    persist_checkpoint,
     resumable_checkpoint,
     save_checkpoint,
 )
 from trainables.config import FinetuneConfig
 from trainables.data import TokenizedSplit, collate, epoch_batches, eval_batches, shard_rows
+from trainables.inputs import NO_INPUTS, TrialInputs
 from trainables.metrics import all_reduce_sum, evaluate
 from trainables.optim import ImprovementTracker, build_optimizer, lr_schedule
 from trainables.plan import Plan, plan_job
+from trainables.reporter import Reporter
 from trainables.tasks import Task, prepare_task
 
 
@@ -81,21 +82,26 @@ def task_eval_iter(
         yield task.batch(split, batch_rows, train=False)
 
 
-def train_fn_per_worker(config: dict[str, Any]) -> None:
-    """Fine-tunes one model as one DDP rank; reports and checkpoints at every evaluation.
+def run_loop(cfg: FinetuneConfig, reporter: Reporter, inputs: TrialInputs = NO_INPUTS) -> None:
+    """Fine-tunes one model as one rank; reports and checkpoints at every evaluation.
+
+    Every run reports at least once: one that resumes with no step left from a checkpoint it
+    did not write itself (another run's last) evaluates and reports the model it holds.
 
     Args:
-        config: A `FinetuneConfig` as a plain mapping (what Ray hands every worker).
+        cfg: The job.
+        reporter: This rank's link to its run: rank, world size, reports, what to resume from.
+        inputs: What the run is handed beside its job (a checkpoint to start from, prepared
+            tokens).
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    cfg = FinetuneConfig.model_validate(config)
     t = cfg.training
-    ctx = session.context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world = reporter.rank, reporter.world_size
+    device = reporter.device
     autocast, scaler = precision_tools(t.precision, device)
 
-    task = prepare_task(cfg)  # read, checked, tokenized or decoded: once per worker
+    # Read, checked, tokenized or decoded: once per worker.
+    task = prepare_task(cfg, prepared_data=inputs.prepared_data)
     n_train, lengths = task.splits["train"], task.lengths("train")
     grouped = lengths is not None and cfg.data.group_by_length
     lengths = lengths if lengths is not None else np.zeros(n_train, dtype=np.int64)
@@ -107,8 +113,8 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         return epoch_batches(lengths, t.batch_size, world, rank, t.seed, epoch, grouped)
 
     # The run's own checkpoint (a restarted worker group) wins over the one it started from.
-    own = resumable_checkpoint(t.checkpoints_to_keep)
-    checkpoint = own or checkpoint_at(cfg.start_from)
+    own = resumable_checkpoint(reporter, t.checkpoints_to_keep)
+    checkpoint = own or checkpoint_at(inputs.start_from)
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_dir:
         torch.manual_seed(t.seed)  # the same fresh head on every rank
         source = (
@@ -119,7 +125,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         # calls the Tune-refused `ray.train.get_context`) are for worker groups.
         model: Any = (  # DDP's `no_sync` below
             ray.train.torch.prepare_model(unwrapped)
-            if session.is_distributed()
+            if reporter.distributed
             else unwrapped.to(device)
         )
         optimizer = build_optimizer(unwrapped, cfg.optimizer)
@@ -134,22 +140,13 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     evaluate_on = SplitEvaluator(unwrapped, task, t.batch_size, rank, world, device, autocast)
     save_model = functools.partial(task.save, unwrapped)
     save = functools.partial(save_checkpoint, rank, save_model, optimizer, scaler)
+    report = functools.partial(
+        evaluate_and_report, evaluate_on, save, reporter, pos, tracker, cfg, plan
+    )
 
     model.train()
     window = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, rows, seconds
-    if own is None and checkpoint is not None and pos.step >= plan.total_steps:
-        # Started from another run's final checkpoint (PBT copying a trial that had ended):
-        # nothing is left to train, but the run still reports the model it holds, once.
-        lr = lr_at(pos.step, tracker.lr_scale)
-        evaluate_and_report(
-            _train_metrics(window, lr, pos.step, plan.steps_per_epoch),
-            evaluate_on,
-            save,
-            pos,
-            tracker,
-            cfg,
-            plan,
-        )
+    reported = own is not None  # a run's own checkpoint came with its report
     while pos.step < plan.total_steps and not pos.stopped:
         start = pos.batches_done
         group = batches_of(pos.epoch)[start : start + t.grad_accum_steps]
@@ -185,9 +182,13 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         window[2] += time.perf_counter() - tick
 
         if plan.evaluates_at(pos.step):
-            train_metrics = _train_metrics(window, lr, pos.step, plan.steps_per_epoch)
-            evaluate_and_report(train_metrics, evaluate_on, save, pos, tracker, cfg, plan)
+            report(_train_metrics(window, lr, pos.step, plan.steps_per_epoch))
+            reported = True
             window.zero_()
+
+    if not reported:  # no step was left to take: the model the run holds, reported once
+        lr = lr_at(pos.step, tracker.lr_scale)
+        report(_train_metrics(window, lr, pos.step, plan.steps_per_epoch))
 
 
 _PREFIXES = {"validation": "val_", "test": "test_"}
@@ -225,13 +226,14 @@ class SplitEvaluator:
 
 
 def evaluate_and_report(
-    metrics: dict[str, float],
     evaluate_on: SplitEvaluator,
     save: Callable[[Path, LoopPosition, dict], None],
+    reporter: Reporter,
     pos: LoopPosition,
     tracker: ImprovementTracker,
     job: FinetuneConfig,
     plan: Plan,
+    metrics: dict[str, float],
 ) -> None:
     """One evaluation point: evaluate, decide on stopping and the LR, checkpoint, report.
 
@@ -240,15 +242,16 @@ def evaluate_and_report(
     `pos.stopped`), then reports with this rank's part of a checkpoint.
 
     Args:
-        metrics: The training metrics since the last report (`_train_metrics`).
         evaluate_on: Evaluates a named split.
         save: Writes this rank's part of a checkpoint of `pos` and the tracker state into a
             folder (`save_checkpoint` with the rank, the task's model saver, optimizer and
             scaler bound).
+        reporter: Where the report and the checkpoint folder go.
         pos: The loop's position, already moved past the step just taken.
         tracker: The improvement tracker of `job.training.monitor`.
         job: The job's config.
         plan: The job's plan.
+        metrics: The training metrics since the last report (`_train_metrics`).
     """
     metrics |= evaluate_on("validation")
     tracker.update(metrics[job.training.monitor])
@@ -261,7 +264,7 @@ def evaluate_and_report(
         metrics |= evaluate_on("test")
     with tempfile.TemporaryDirectory() as folder:
         save(Path(folder), pos, tracker.state_dict())
-        session.report(metrics, ray.train.Checkpoint.from_directory(folder), persist_checkpoint)
+        reporter.report(metrics, Path(folder))
 
 
 def _train_metrics(

@@ -108,13 +108,10 @@ def cluster_nodes() -> list[dict[str, float]]:
     """
     import ray
 
-    # Private API (`ray._private.state`, checked against Ray 2.60.0): Ray publishes the
-    # autoscaler's node types nowhere public; Ray Data's own autoscaler reads them the same way.
-    from ray._private.state import state
+    from trainables.ray_compat import autoscaler_node_groups
 
     nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-    config = state.get_cluster_config()
-    for group in config.node_group_configs if config is not None else ():
-        count = UNBOUNDED_NODES if group.max_count == -1 else group.max_count
-        nodes += [{k: float(v) for k, v in group.resources.items()} for _ in range(count)]
+    for resources, max_count in autoscaler_node_groups():
+        count = UNBOUNDED_NODES if max_count == -1 else max_count
+        nodes += [dict(resources) for _ in range(count)]
     return nodes

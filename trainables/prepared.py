@@ -125,13 +125,11 @@ def _write_split(fs: pa_fs.FileSystem, path: str, tokens: TokenizedSplit) -> Non
 
 
 def load_tokens(
-    cfg: FinetuneConfig,
+    cfg: FinetuneConfig, location: str
 ) -> tuple[dict[str, TokenizedSplit], tuple[str, ...]] | None:
-    """The prepared tokens of `cfg` (`cfg.prepared_data`), memory-mapped, with the label names;
-    None when there are none or they were prepared for another key than `cfg`'s own."""
-    location = cfg.prepared_data
-    if location is None:
-        return None
+    """The tokens prepared at `location` (what `prepare_tokens` returned), memory-mapped, with
+    the label names; None when there are none or they were prepared for another key than
+    `cfg`'s own."""
     fs, path = _filesystem(location)
     try:
         with fs.open_input_stream(f"{path}/{META}") as handle:

@@ -1,4 +1,6 @@
-"""Builds the Ray Train `TorchTrainer` that runs `train_fn_per_worker` for one job.
+"""Builds the Ray Train `TorchTrainer` that runs `train_fn_per_worker` for one job, and that
+per-worker entry point: the loop (`trainables.loop.run_loop`) with a reporter over Ray Train's
+public API.
 
 Both the stand-alone runner (`python -m trainables.finetune`) and the sweep's per-trial driver
 build their trainers here, so a job behaves the same alone and inside a sweep.
@@ -17,6 +19,7 @@ from ray.train import ScalingConfig as RayScalingConfig
 from ray.train.torch import TorchTrainer
 
 from trainables.config import FinetuneConfig, ScalingConfig
+from trainables.inputs import NO_INPUTS, TrialInputs
 from trainables.objective import Objective
 
 # Ray Train polls its workers this often; a report waits for the previous one to be consumed,
@@ -24,16 +27,32 @@ from trainables.objective import Objective
 HEALTH_CHECK_INTERVAL_S = "0.2"
 
 
-def run_loop(config: dict[str, Any]) -> None:
-    """The per-worker entry point handed to Ray Train.
+def train_fn_per_worker(config: dict[str, Any]) -> None:
+    """The per-worker entry point handed to Ray Train: the loop as this rank of the worker
+    group, reporting through Ray Train (`TrainReporter`).
 
     Ray pickles it by reference into the Train controller as well as the workers; importing
     the loop (torch, transformers) only here keeps those imports out of the controller, which
     otherwise starts seconds later in every trial.
-    """
-    from trainables.loop import train_fn_per_worker
 
-    train_fn_per_worker(config)
+    Args:
+        config: What `loop_config` made of the job and its inputs (Ray's `train_loop_config`).
+    """
+    from trainables.loop import run_loop
+    from trainables.train_reporters import TrainReporter
+
+    job, inputs = read_loop_config(config)
+    run_loop(job, TrainReporter(), inputs)
+
+
+def loop_config(cfg: FinetuneConfig, inputs: TrialInputs = NO_INPUTS) -> dict[str, Any]:
+    """A job and its inputs as the plain mapping Ray hands every worker (`train_loop_config`)."""
+    return {"job": cfg.model_dump(mode="json"), "inputs": inputs.to_dict()}
+
+
+def read_loop_config(config: dict[str, Any]) -> tuple[FinetuneConfig, TrialInputs]:
+    """The job and its inputs back from `loop_config`'s mapping."""
+    return FinetuneConfig.model_validate(config["job"]), TrialInputs.from_dict(config["inputs"])
 
 
 def _controller_env() -> None:
@@ -56,31 +75,35 @@ def resolve_storage(storage_path: str) -> str:
 
 def build_trainer(
     cfg: FinetuneConfig,
+    inputs: TrialInputs = NO_INPUTS,
     *,
     run_name: str,
     storage_path: str,
     storage_filesystem: pa_fs.FileSystem | None = None,
     callbacks: Sequence[Any] = (),
     max_failures: int = 0,
-    train_fn: Callable[[dict[str, Any]], None] = run_loop,
+    train_fn: Callable[[dict[str, Any]], None] = train_fn_per_worker,
 ) -> TorchTrainer:
     """A `TorchTrainer` for `cfg` writing under `storage_path/run_name`.
 
     Args:
         cfg: The job.
+        inputs: What its run is handed beside the job (a checkpoint to start from, prepared
+            tokens).
         run_name: Deterministic run name (a sweep passes its trial id): a rerun with the same
             name and storage resumes from the run's latest checkpoint.
         storage_path: Absolute path or URI for checkpoints and run state.
         storage_filesystem: A pyarrow filesystem for `storage_path` (e.g. S3 with an endpoint).
         callbacks: Ray Train user callbacks (a sweep passes `TuneReportCallback`).
         max_failures: Worker-group restarts, each resuming from the latest checkpoint.
-        train_fn: The per-worker loop; a seam for fault-injection tests.
+        train_fn: The per-worker entry (it gets `loop_config(cfg, inputs)`); a seam for
+            fault-injection tests.
     """
     _controller_env()
     s = cfg.scaling
     return TorchTrainer(
         train_fn,
-        train_loop_config=cfg.model_dump(mode="json"),
+        train_loop_config=loop_config(cfg, inputs),
         scaling_config=RayScalingConfig(
             num_workers=s.num_workers,
             use_gpu=s.gpus_per_worker > 0,

@@ -175,8 +175,12 @@ def _row_noise(task: Any, predictor: Predictor, metrics: dict[str, float]) -> di
     return noise
 
 
-def trivial_figures(cfg: FinetuneConfig) -> dict[str, Any]:
+def trivial_figures(cfg: FinetuneConfig, prepared_data: str | None = None) -> dict[str, Any]:
     """The trivial predictor of `cfg` fitted on its training split, and its figures.
+
+    Args:
+        cfg: The job.
+        prepared_data: Where its sweep tokenized its data (`trainables/prepared.py`), if it did.
 
     Returns:
         `{"task", "predictor" (in words), "validation": {val_* metrics}, "test": {test_*
@@ -185,7 +189,7 @@ def trivial_figures(cfg: FinetuneConfig) -> dict[str, Any]:
     """
     from trainables.tasks import prepare_task
 
-    task = prepare_task(cfg)
+    task = prepare_task(cfg, prepared_data=prepared_data)
     train_labels = [batch["labels"] for batch in _batches(task, "train")]
     predictor = PREDICTORS[task.kind](cfg, tuple(task.label_names), train_labels)
     validation = _score(task, predictor, _batches(task, "validation"), "val_")

@@ -20,16 +20,14 @@ Nothing a trial reported is lost when the driver dies (SIGKILL, a lost head node
   journal's rows in and removes their files; a resumed sweep reads both;
 - a report the dead driver never received (Train had committed its checkpoint, the result was
   on its way) is recovered when the trial starts again, from the checkpoint metrics its Train
-  run keeps (`train/<trial id>/checkpoint_manager_snapshot.json`, Ray Train's own record).
+  run keeps (Ray Train's own record in `train/<trial id>/`, read by `trainables.ray_compat`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
-import math
 import posixpath
 import sys
 import time
@@ -45,6 +43,7 @@ from sweeps.errors import StorageError
 from sweeps.store import storage
 from sweeps.store.storage import Location
 from trainables.objective import Objective
+from trainables.ray_compat import checkpoint_time, snapshot_reports, train_snapshot_name
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +51,6 @@ RESULTS_FILE = "results.parquet"
 JOURNAL = "results.journal"
 # A journal file that records a trial's end (its status), not a report.
 _END = ".end.json"
-# Ray Train's record of a run's reported checkpoints and their metrics (Ray 2.60).
-_TRAIN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 PARAM_PREFIX = "param."
 #: Lineage columns (PBT): the first report after an exploit names the trial it copied and that
 #: trial's step; `generation` counts a trial's exploits so far.
@@ -354,13 +351,10 @@ class ResultsLog(Callback):
         if self.train_runs is None or self._generation.get(trial.trial_id, 0):
             return  # an exploited (PBT) trial's Train runs are named by their checkpoint
         run = Location.of(self.train_runs).join(trial.trial_id)
-        snapshot = run.join(_TRAIN_SNAPSHOT)
+        snapshot = run.join(train_snapshot_name())
         if not storage.exists(snapshot):
             return
-        state = json.loads(storage.read_text(snapshot))
-        committed = [*state.get("checkpoint_results", []), state.get("latest_checkpoint_result")]
-        for result in filter(None, committed):
-            metrics, name = result["metrics"], result["checkpoint_dir_name"]
+        for metrics, name in snapshot_reports(storage.read_text(snapshot)):
             key = (trial.trial_id, 0, step_of(metrics))
             if "step" not in metrics or key in self._rows:
                 continue
@@ -370,7 +364,7 @@ class ResultsLog(Callback):
                 "trial_id": trial.trial_id,
                 GENERATION: 0,
                 "checkpoint_path": run.join(name).path,
-                "timestamp": _checkpoint_time(name),
+                "timestamp": checkpoint_time(name),
             }
             self._rows[key] = row
             self._write_journal(_report_name(row, 0), row)
@@ -487,12 +481,3 @@ def _report_name(row: dict[str, Any], generation: int) -> str:
 def _timestamp(row: dict[str, Any]) -> float:
     value = row.get("timestamp")
     return 0.0 if value is None or value != value else float(value)
-
-
-def _checkpoint_time(name: str) -> float:
-    """The time in a Train checkpoint folder's name (`checkpoint_2026-12-04_17-20-01.123456`)."""
-    try:
-        when = dt.datetime.strptime(name.removeprefix("checkpoint_"), "%Y-%m-%d_%H-%M-%S.%f")
-    except ValueError:
-        return math.nan
-    return when.timestamp()

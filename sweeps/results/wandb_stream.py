@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 from ray.tune import Callback
 
 from sweeps.results.results import EXPLOITED_FROM, TUNE_KEYS, Planned, params_at, stopped_by_tune
+from sweeps.results.wandb_compat import current_setup, service_process
 from sweeps.spec import WandbSpec
 from sweeps.store import storage
 from sweeps.store.storage import Location
@@ -95,16 +96,14 @@ def release_wandb(timeout_s: float) -> None:
     at exit. The next `wandb.init` starts a new service.
     """
     import wandb
-    from wandb.sdk import wandb_setup
 
-    setup = wandb_setup._singleton  # private (wandb 0.31): the process's service connection
+    setup = current_setup()
     teardown = threading.Thread(target=wandb.teardown, name="wandb-teardown", daemon=True)
     teardown.start()
     teardown.join(timeout_s)
     if not teardown.is_alive():
         return
-    connection = getattr(setup, "_connection", None)
-    process = getattr(getattr(connection, "_proc", None), "_process", None)
+    process = service_process(setup)
     if process is not None:
         logger.warning("W&B's service did not stop within %.0f s; stopping it", timeout_s)
         process.kill()

@@ -43,6 +43,7 @@ from trainables.checkpointing import NO_SPACE_ERRNOS
 from trainables.config import FinetuneConfig
 from trainables.in_process import runs_in_process
 from trainables.prepared import prepare_tokens
+from trainables.ray_compat import restored_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +148,9 @@ def _run_stage(
     except OSError as exc:
         raise SpecError(f"storage_path: cannot use {folder}: {exc}") from None
 
-    job = _with_prepared_data(spec, folder)
+    prepared_data = _prepared_data(spec, folder)
     if trivial is None and points is None:
-        trivial = _trivial_predictor(job, folder)
+        trivial = _trivial_predictor(spec.job, prepared_data, folder)
     planned = PlannedSteps(spec.job, placement.train_rows)
     results_log = ResultsLog(results.uri, planned, train_runs=folder.join("train").uri)
     full = StopOnFullStorage(spec.storage_path)
@@ -172,10 +173,11 @@ def _run_stage(
     in_process = not spec.driver_resources
     driver = ray.tune.with_resources(
         make_trial_driver(
-            job,
+            spec.job,
             folder,
             checkpoints_to_tune=spec.scheduler.evolves,
             in_process=in_process,
+            prepared_data=prepared_data,
         ),
         trial_resources(spec.job, in_process, spec.driver_resources),
     )
@@ -211,19 +213,19 @@ def _run_stage(
     return streamer
 
 
-def _with_prepared_data(spec: SweepSpec, folder: Location) -> FinetuneConfig:
-    """The sweep's job with its text tokenized once for every trial and rank, under the sweep's
-    folder (`trainables/prepared.py`; kept for a resumed sweep and the confirmation stage)."""
+def _prepared_data(spec: SweepSpec, folder: Location) -> str | None:
+    """Where the sweep's text is tokenized once for every trial and rank, under the sweep's
+    folder (`trainables/prepared.py`; kept for a resumed sweep and the confirmation stage);
+    None for data that is not prepared ahead."""
     try:
-        location = prepare_tokens(spec.job, folder.join("data").uri)
+        return prepare_tokens(spec.job, folder.join("data").uri)
     except OSError as exc:
         raise StorageError(f"storage_path: cannot write {folder.uri}: {exc}") from None
-    if location is None:
-        return spec.job
-    return spec.job.model_copy(update={"prepared_data": location})
 
 
-def _trivial_predictor(job: FinetuneConfig, folder: Location) -> dict[str, Any] | None:
+def _trivial_predictor(
+    job: FinetuneConfig, prepared_data: str | None, folder: Location
+) -> dict[str, Any] | None:
     """The sweep's trivial predictor record (`trainables.trivial`), computed and stored
     beside its results the first time; None (with a warning) when it cannot be computed: the
     sweep runs without it rather than not at all."""
@@ -236,7 +238,7 @@ def _trivial_predictor(job: FinetuneConfig, folder: Location) -> dict[str, Any] 
     from trainables.trivial import trivial_figures
 
     try:
-        record = trivial_figures(job)
+        record = trivial_figures(job, prepared_data)
     except Exception as exc:  # a baseline must never stop the sweep it describes
         logger.warning("the trivial predictor could not be scored: %s", exc)
         return None
@@ -274,9 +276,7 @@ def tune_state_every(trials: int) -> Iterator[None]:
 def _restore(folder: Location, driver: object, callbacks: list[Callback]) -> ray.tune.Tuner:
     tuner = ray.tune.Tuner.restore(folder.uri, driver, resume_errored=True)
     # The saved experiment state holds the first run's callbacks; this run's replace them.
-    # Private API (`Tuner._local_tuner`, checked against Ray 2.60.0): `Tuner.restore` takes no
-    # callbacks and the run config has no public setter.
-    run_config = tuner._local_tuner.get_run_config()
+    run_config = restored_run_config(tuner)
     run_config.callbacks = list(callbacks)
     run_config.verbose = 0
     return tuner

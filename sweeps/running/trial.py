@@ -1,18 +1,19 @@
 """The per-trial driver: one Tune trial runs one fine-tuning job.
 
-The driver only turns the trial's sampled values into a job and runs it; the loop reports
-through Train, and knows nothing of Tune. A one-worker job runs its loop in the trial's own
-process (`trainables/in_process.py`: no Train controller or worker processes to start, the
-trial holds the worker's resources); a job of more workers builds and fits a `TorchTrainer`.
-Two ways the reports reach Tune:
+The driver only turns the trial's sampled values into a job and its inputs (`TrialInputs`: the
+checkpoint Tune restores the trial with, the tokens the sweep prepared) and runs it; the loop
+reports through the reporter it is handed, and knows nothing of Tune. A one-worker job runs its
+loop in the trial's own process (`trainables/in_process.py`: no Train controller or worker
+processes to start, the trial holds the worker's resources); a job of more workers builds and
+fits a `TorchTrainer`. Two ways the reports reach Tune:
 
 - `TuneReportCallback` (Ray's own): metrics and the Train checkpoint's path. Tune holds no
   checkpoint of the trial; a retried trial resumes from its Train run's latest checkpoint.
 - Under PBT, Tune must hold checkpoints to hand from one trial to another (exploit). Train's
   reports then come to this driver (`ForwardReports`, or straight from an in-process loop),
   which reports each to Tune *with* its checkpoint. A trial that Tune starts from a
-  checkpoint (an exploit, or a retry) runs a new Train run whose job starts from it
-  (`start_from`); the first report after an exploit names the trial it copied and that
+  checkpoint (an exploit, or a retry) runs a new Train run that starts from it
+  (`TrialInputs.start_from`); the first report after an exploit names the trial it copied and that
   trial's step (`exploited_from`, `exploit_step`).
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import ray.tune
 from ray.train.v2.api.callback import UserCallback
 from ray.tune import PlacementGroupFactory
-from ray.tune.integration.ray_train import CHECKPOINT_PATH_KEY, TuneReportCallback
+from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.queue import Queue
 
 from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM
@@ -34,10 +35,14 @@ from sweeps.spec import apply_params
 from sweeps.store.storage import Location
 from trainables.config import FinetuneConfig
 from trainables.in_process import run_in_process, runs_in_process
+from trainables.inputs import TrialInputs
+from trainables.ray_compat import checkpoint_path_key
 from trainables.trainer import build_trainer, worker_resources
 
 # Who wrote a checkpoint Tune holds, and at which step (Ray's checkpoint metadata).
 _ORIGIN = "sweeps_origin"
+# Where `TuneReportCallback` puts a report's checkpoint path (this driver does the same).
+CHECKPOINT_PATH_KEY = checkpoint_path_key()
 
 
 def make_trial_driver(
@@ -46,6 +51,7 @@ def make_trial_driver(
     max_failures: int = 0,
     checkpoints_to_tune: bool = False,
     in_process: bool = False,
+    prepared_data: str | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable that runs one fine-tuning job per trial.
 
@@ -62,6 +68,8 @@ def make_trial_driver(
         in_process: Run one-worker jobs' loops in the trial's own process
             (`trainables/in_process.py`); the trial must then hold the worker's resources
             (`trial_resources` with the same flag).
+        prepared_data: Where the sweep tokenized its data for every trial
+            (`trainables/prepared.py`), if it did.
     """
 
     def run_trial(params: dict[str, Any]) -> None:
@@ -74,7 +82,7 @@ def make_trial_driver(
         if start_uri is not None:
             run_name += "-" + hashlib.sha1(start_uri.encode()).hexdigest()[:8]
         job = apply_params(base_job, params, name=trial_id, source=f"trial {trial_id}")
-        job = job.model_copy(update={"start_from": start_uri})
+        inputs = TrialInputs(start_from=start_uri, prepared_data=prepared_data)
         origin = (start.get_metadata().get(_ORIGIN) if start is not None else None) or {}
         lineage = {}
         if origin.get("trial_id") not in (None, trial_id):
@@ -83,12 +91,13 @@ def make_trial_driver(
         runs = folder.join("train").uri
         if in_process and runs_in_process(job):
             on_report = lambda m, c: to_tune(m, c.path if c is not None else None)  # noqa: E731
-            run_in_process(job, run_name=run_name, storage_path=runs, on_report=on_report)
+            run_in_process(job, inputs, run_name=run_name, storage_path=runs, on_report=on_report)
             return
         if not checkpoints_to_tune:
             callbacks: list[Any] = [TuneReportCallback()]
             build_trainer(
                 job,
+                inputs,
                 run_name=run_name,
                 storage_path=runs,
                 callbacks=callbacks,
@@ -98,6 +107,7 @@ def make_trial_driver(
         reports: Queue = Queue(maxsize=1, actor_options={"num_cpus": 0})
         trainer = build_trainer(
             job,
+            inputs,
             run_name=run_name,
             storage_path=runs,
             callbacks=[ForwardReports(reports)],

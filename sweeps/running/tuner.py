@@ -15,6 +15,7 @@ from sweeps.running.schedulers import SchedulerContext, make_scheduler
 from sweeps.running.search import define_by_run, draw_population, make_sampler
 from sweeps.running.stoppers import make_stopper
 from sweeps.spec import SweepSpec, flatten
+from trainables.ray_compat import stop_propagating_env
 
 
 def build_tuner(
@@ -125,10 +126,6 @@ def keep_credentials_out_of_ray_logs() -> None:
     runtime envs in plain text. Trial processes inherit the node's environment anyway (the
     raylet's on a local cluster, the nodes' own on a real one), so the copy only leaks.
     """
-    # Private API (ray.tune.execution.class_cache, checked against Ray 2.60.0): no public
-    # setting turns the propagation off.
-    from ray.tune.execution import class_cache
-
-    class_cache.ENV_VARS_TO_PROPAGATE.difference_update(
+    stop_propagating_env(
         {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
     )

@@ -12,7 +12,7 @@ from sweeps.errors import SpecError
 from trainables.config import FinetuneConfig
 
 #: Fields of a job that the sweep sets for each trial: never searched, never in a spec's job.
-SWEEP_SET_FIELDS = ("name", "storage_path", "start_from", "prepared_data")
+SWEEP_SET_FIELDS = ("name", "storage_path")
 
 
 def field_paths(model: type[BaseModel] = FinetuneConfig, prefix: str = "") -> list[str]:

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 import ray.train
 
+import bench.sweep_overhead
 from bench.sweep_overhead import job, run_as_tune_function, trial_job, tune_function_settings
 from sweeps.running.trial import trial_resources
 from trainables.config import parse_config
 from trainables.in_process import run_in_process
+from trainables.inputs import NO_INPUTS, TrialInputs
 from trainables.prepared import prepare_tokens
 
 #: 8 steps: the bench's job evaluates every 8 // 4 = 2 steps, each evaluation reported with a
@@ -75,10 +77,12 @@ def product(base: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> R
 
     folder = tmp_path_factory.mktemp("product")
     cfg = parse_config(base)
-    prepared = cfg.model_copy(update={"prepared_data": prepare_tokens(cfg, str(folder / "data"))})
+    inputs = TrialInputs(prepared_data=prepare_tokens(cfg, str(folder / "data")))
     reports = Reports()
-    trial = apply_params(prepared, PARAMS, name="t1")
-    run_in_process(trial, run_name="t1", storage_path=str(folder / "train"), on_report=reports.add)
+    trial = apply_params(cfg, PARAMS, name="t1")
+    run_in_process(
+        trial, inputs, run_name="t1", storage_path=str(folder / "train"), on_report=reports.add
+    )
     return reports
 
 
@@ -116,8 +120,17 @@ def test_the_plain_tune_function_trains_and_evaluates_what_the_products_trial_do
     assert plain_tune.column(metric) == pytest.approx(product.column(metric), rel=1e-6)
 
 
-def test_a_baseline_trial_tokenizes_its_data_itself(base: dict[str, Any]) -> None:
-    assert trial_job(base, PARAMS, "t1").prepared_data is None
+def test_a_baseline_trial_tokenizes_its_data_itself(
+    base: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs: list[TrialInputs] = []
+
+    def loop(job: Any, reporter: Any, given: TrialInputs = NO_INPUTS) -> None:
+        inputs.append(given)
+
+    monkeypatch.setattr(bench.sweep_overhead, "run_loop", loop)
+    run_as_tune_function(trial_job(base, PARAMS, "t1"), lambda *_, **__: None, lambda: None)
+    assert inputs == [NO_INPUTS]  # no tokens prepared ahead
 
 
 def test_the_plain_tune_function_holds_the_resources_of_the_products_trial(

@@ -9,8 +9,10 @@ import threading
 import time
 from pathlib import Path
 
-# Ray Train's record of a run's registered checkpoints (Ray 2.60).
-SNAPSHOT = "checkpoint_manager_snapshot.json"
+from trainables.ray_compat import train_snapshot_name
+
+# Ray Train's record of a run's registered checkpoints.
+SNAPSHOT = train_snapshot_name()
 
 
 def registered_checkpoints(runs: Path) -> set[str]:

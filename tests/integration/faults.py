@@ -19,26 +19,26 @@ def sigkill_after_first_checkpoint(marker_dir: str) -> Callable[[dict[str, Any]]
         import os
         import signal
 
-        import ray.train
+        from trainables.loop import run_loop
+        from trainables.reporter import Reporter, ReporterWrapper
+        from trainables.train_reporters import TrainReporter
+        from trainables.trainer import read_loop_config
 
-        from trainables import session
-        from trainables.loop import train_fn_per_worker
-
-        rank = ray.train.get_context().get_world_rank()
-        if ray.train.get_checkpoint() is None:
-            real_report = session.report
-
-            def report_then_die(metrics: dict, checkpoint: Any, upload: Any) -> None:
-                real_report(metrics, checkpoint, upload)
-                if checkpoint is not None:
-                    session.kept_checkpoints()  # returns once the checkpoint is committed
-                    (Path(marker_dir) / f"killed-rank{rank}").touch()
+        class ReportThenDie(ReporterWrapper):
+            def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+                self.inner.report(metrics, checkpoint_dir)
+                if checkpoint_dir is not None:
+                    self.inner.kept()  # returns once the checkpoint is committed
+                    (Path(marker_dir) / f"killed-rank{self.rank}").touch()
                     os.kill(os.getpid(), signal.SIGKILL)
 
-            session.report = report_then_die
+        reporter: Reporter = TrainReporter()
+        if reporter.restore() is None:
+            reporter = ReportThenDie(reporter)
         else:
-            (Path(marker_dir) / f"resumed-rank{rank}").touch()
-        train_fn_per_worker(config)
+            (Path(marker_dir) / f"resumed-rank{reporter.rank}").touch()
+        job, inputs = read_loop_config(config)
+        run_loop(job, reporter, inputs)
 
     return train_fn
 
@@ -50,6 +50,7 @@ def without_rng_restore() -> Callable[[dict[str, Any]], None]:
     def train_fn(config: dict[str, Any]) -> None:
         import trainables.checkpointing
         import trainables.loop
+        from trainables.trainer import train_fn_per_worker
 
         real = trainables.checkpointing.load_training_state
 
@@ -57,6 +58,6 @@ def without_rng_restore() -> Callable[[dict[str, Any]], None]:
             return real(folder, rank + 1_000_000, *args)  # no such rank file: RNG left fresh
 
         trainables.loop.load_training_state = load_without_rng  # type: ignore[assignment]
-        trainables.loop.train_fn_per_worker(config)
+        train_fn_per_worker(config)
 
     return train_fn

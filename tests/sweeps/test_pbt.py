@@ -23,6 +23,7 @@ from sweeps.spec import SweepSpec, apply_params, parse_spec
 from sweeps.store.storage import Location
 from tests.sweeps.test_sweep_e2e import tiny_spec
 from tests.wandb_files import offline_runs
+from trainables.inputs import TrialInputs
 from trainables.trainer import build_trainer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
@@ -82,8 +83,8 @@ def first_exploit(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def replay(spec: SweepSpec, params: dict, start: str, until: int, folder: Path) -> dict:
     """The job with `params`, started outside the sweep from checkpoint `start`, to `until`."""
     job = apply_params(spec.job, params | {"training.max_steps": until}, name="replay")
-    job = job.model_copy(update={"start_from": start})
-    result = build_trainer(job, run_name=folder.name, storage_path=str(folder.parent)).fit()
+    inputs = TrialInputs(start_from=start)
+    result = build_trainer(job, inputs, run_name=folder.name, storage_path=str(folder.parent)).fit()
     assert result.metrics["step"] == until
     return result.metrics
 

@@ -7,7 +7,8 @@ resume, DDP, reports, evaluation and promotion call only this interface and do n
 the task.
 
 A task is one module under `trainables/tasks/`, registered in `TASK_MODULES`, that defines
-`prepare(cfg, dataset, model) -> Task` (and, when it reads its data its own way, a
+`prepare(cfg, dataset, model) -> Task` (a task `trainables.prepared` tokenizes ahead also takes
+`tokens=`; and, when it reads its data its own way, a
 `read_dataset(cfg) -> Dataset`). Its metric names and their directions are registered in
 `trainables.reporting`, how it reads labels from a table in `trainables.labels`, and how its
 promoted model is loaded and run by `sweeps verify` in `trainables.tasks.saved`.
@@ -109,16 +110,28 @@ def read_dataset(cfg: FinetuneConfig) -> Dataset:
 
 
 def prepare_task(
-    cfg: FinetuneConfig, dataset: Dataset | None = None, model: ModelConfig | None = None
+    cfg: FinetuneConfig,
+    dataset: Dataset | None = None,
+    model: ModelConfig | None = None,
+    prepared_data: str | None = None,
 ) -> Task:
     """The job's task with its data read and prepared (tokenized, or decoded); a text job
-    takes the tokens its sweep prepared (`trainables/prepared.py`) when they are its own.
+    takes the tokens its sweep prepared when they are its own.
 
     Args:
         cfg: The job.
         dataset: Its splits, when already built.
         model: The model whose tokenizer / preprocessing to use (default the job's).
+        prepared_data: Where its sweep tokenized the data (`trainables/prepared.py`); read
+            only for the job's own data and model, and only by the tasks it prepares.
     """
     prepare = task_module(cfg.task).prepare  # type: ignore[attr-defined]
+    if prepared_data is not None and dataset is None and model is None:
+        from trainables.prepared import load_tokens
+
+        tokens = load_tokens(cfg, prepared_data)  # None: prepared for another key
+        if tokens is not None:
+            prepared: Task = prepare(cfg, tokens=tokens)
+            return prepared
     task: Task = prepare(cfg, dataset, model)
     return task

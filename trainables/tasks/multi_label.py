@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from trainables.config import FinetuneConfig, ModelConfig
 from trainables.data import Dataset
 from trainables.metrics import MetricState, MultiLabelMetrics
-from trainables.tasks.text import TextTask, prepare_as
+from trainables.tasks.text import TextTask, Tokens, prepare_as
 
 
 class MultiLabelTask(TextTask):
@@ -44,7 +44,10 @@ class MultiLabelTask(TextTask):
 
 
 def prepare(
-    cfg: FinetuneConfig, dataset: Dataset | None = None, model: ModelConfig | None = None
+    cfg: FinetuneConfig,
+    dataset: Dataset | None = None,
+    model: ModelConfig | None = None,
+    tokens: Tokens | None = None,
 ) -> MultiLabelTask:
     """The multi-label task of `cfg`."""
-    return prepare_as(MultiLabelTask, cfg, dataset, model)
+    return prepare_as(MultiLabelTask, cfg, dataset, model, tokens)

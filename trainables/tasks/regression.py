@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from trainables.config import FinetuneConfig, ModelConfig
 from trainables.data import Dataset
 from trainables.metrics import MetricState, RegressionMetrics
-from trainables.tasks.text import TextTask, prepare_as
+from trainables.tasks.text import TextTask, Tokens, prepare_as
 
 
 class RegressionTask(TextTask):
@@ -36,7 +36,10 @@ class RegressionTask(TextTask):
 
 
 def prepare(
-    cfg: FinetuneConfig, dataset: Dataset | None = None, model: ModelConfig | None = None
+    cfg: FinetuneConfig,
+    dataset: Dataset | None = None,
+    model: ModelConfig | None = None,
+    tokens: Tokens | None = None,
 ) -> RegressionTask:
     """The regression task of `cfg`."""
-    return prepare_as(RegressionTask, cfg, dataset, model)
+    return prepare_as(RegressionTask, cfg, dataset, model, tokens)

@@ -27,12 +27,18 @@ from trainables.lora import build_by_method, save_by_method, with_processor
 from trainables.metrics import ClassificationMetrics, MetricState
 from trainables.models import build_model, load_tokenizer
 
+#: A job's splits tokenized ahead by its sweep, with the label names (`trainables/prepared.py`).
+Tokens = tuple[dict[str, TokenizedSplit], tuple[str, ...]]
+
 
 def prepare(
-    cfg: FinetuneConfig, dataset: Dataset | None = None, model: ModelConfig | None = None
+    cfg: FinetuneConfig,
+    dataset: Dataset | None = None,
+    model: ModelConfig | None = None,
+    tokens: Tokens | None = None,
 ) -> TextTask:
     """The text classification task of `cfg` (see `prepare_as`)."""
-    return prepare_as(TextTask, cfg, dataset, model)
+    return prepare_as(TextTask, cfg, dataset, model, tokens)
 
 
 T = TypeVar("T", bound="TextTask")
@@ -43,15 +49,12 @@ def prepare_as(
     cfg: FinetuneConfig,
     dataset: Dataset | None = None,
     model: ModelConfig | None = None,
+    tokens: Tokens | None = None,
 ) -> T:
-    """A `cls` task of `cfg`, with the tokens its sweep prepared when they are its own
-    (`trainables/prepared.py`), else its data read and tokenized here."""
-    if dataset is None and model is None:
-        from trainables.prepared import load_tokens
-
-        prepared = load_tokens(cfg)
-        if prepared is not None:
-            return cls(cfg, None, cfg.model, prepared)
+    """A `cls` task of `cfg`, on the `tokens` its sweep prepared when given (its own data's,
+    for its own model), else its data read and tokenized here."""
+    if tokens is not None:
+        return cls(cfg, None, cfg.model, tokens)
     return cls(cfg, dataset or build_dataset(cfg.data, task=cfg.task), model or cfg.model)
 
 
@@ -74,7 +77,7 @@ class TextTask:
         cfg: FinetuneConfig,
         dataset: Dataset | None,
         model: ModelConfig,
-        prepared: tuple[dict[str, TokenizedSplit], tuple[str, ...]] | None = None,
+        prepared: Tokens | None = None,
     ) -> None:
         self.tokenizer = load_tokenizer(model.name_or_path)
         self.pad_id = self.tokenizer.pad_token_id or 0
