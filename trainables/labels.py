@@ -99,7 +99,9 @@ class ClassLabels:
                 ids[row] = value
             else:
                 what = f"label {value!r} in the {split} split (row {row})"
-                raise not_among(cfg, what, names, str(list(names)))
+                # A cell naming several labels ("3,27") is a multi-label job's: say so.
+                hint = "; job.task is one label per row here (multi_label takes several)"
+                raise not_among(cfg, what, names, str(list(names)) + hint)
         return ids
 
     def strata(self, labels: np.ndarray) -> np.ndarray:
