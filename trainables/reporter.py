@@ -113,12 +113,9 @@ class ReporterWrapper:
         return self.inner.kept()
 
 
-class MemoryReporter:
-    """One rank on its own that keeps every report's metrics in `reports` and every checkpoint
-    in a folder of `folder` (a new temporary one by default), all of them kept.
-
-    Handing the same reporter to a second run resumes it from the first one's last checkpoint.
-    """
+class OneRank:
+    """The identity of a run's only rank, not part of a worker group: what every one-rank
+    reporter shares."""
 
     rank = 0
     world_size = 1
@@ -127,6 +124,14 @@ class MemoryReporter:
     @property
     def device(self) -> torch.device:
         return local_device()
+
+
+class MemoryReporter(OneRank):
+    """One rank on its own that keeps every report's metrics in `reports` and every checkpoint
+    in a folder of `folder` (a new temporary one by default), all of them kept.
+
+    Handing the same reporter to a second run resumes it from the first one's last checkpoint.
+    """
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp())

@@ -22,7 +22,7 @@ import ray.train
 
 from trainables.checkpointing import NO_SPACE, NO_SPACE_ERRNOS
 from trainables.ray_compat import RunCheckpoints, RunStorage
-from trainables.reporter import KeptCheckpoint, local_device
+from trainables.reporter import KeptCheckpoint, OneRank
 
 if TYPE_CHECKING:
     import torch
@@ -72,21 +72,13 @@ def _to_run_storage(checkpoint: ray.train.Checkpoint, name: str) -> ray.train.Ch
 OnReport = Callable[[dict[str, Any], ray.train.Checkpoint | None], None]
 
 
-class InProcessReporter:
+class InProcessReporter(OneRank):
     """The one rank of a one-worker job run in the calling process (no Train controller or
     worker): its folder is laid out and kept by Train's own parts as a `TorchTrainer` run's is
     (`trainables.ray_compat`), so a rerun of the run resumes from its latest checkpoint, and
     everything that reads a run's folder (results, promotion, the chaos tests) reads it
     unchanged. Each report goes to `on_report` once its checkpoint is stored and registered.
     """
-
-    rank = 0
-    world_size = 1
-    distributed = False
-
-    @property
-    def device(self) -> torch.device:
-        return local_device()
 
     def __init__(
         self, storage: RunStorage, checkpoints: RunCheckpoints, on_report: OnReport
