@@ -4,10 +4,11 @@ under the same name is refused with the difference."""
 from __future__ import annotations
 
 import difflib
+import json
 
 import yaml
 
-from sweeps.errors import SpecError
+from sweeps.errors import SpecError, StorageError
 from sweeps.spec import SweepSpec
 from sweeps.store import storage
 from sweeps.store.storage import Location
@@ -48,3 +49,44 @@ def is_resume(folder: Location, spec: SweepSpec) -> bool:
             f"--restart to discard it. Difference:\n{diff}"
         )
     return True
+
+
+def check_tune_state(folder: Location) -> None:
+    """Raises, naming the file, when a state file Ray Tune resumes from (the `*.json` and `*.pkl`
+    at the top of the sweep's folder) does not load.
+
+    Tune's own resume catches such an error, starts a fresh experiment over half-restored
+    counters and then waits for trials its searcher will never suggest (seen with a 0-byte
+    searcher state a killed driver had left; `sweeps.store.atomic_local` now keeps Tune's
+    copies whole, but a copy taken while Tune rewrote the file in place can still be torn).
+    """
+    for name in storage.files(folder, recursive=False):
+        if not name.endswith((".json", ".pkl")):
+            continue
+        loc = folder.join(name)
+        data = storage.read_bytes(loc)
+        try:
+            _load_either(data)
+        except Exception as exc:
+            raise StorageError(
+                f"storage_path: {loc} does not load ({type(exc).__name__}: {exc}); the sweep's "
+                "Ray Tune state is damaged (a driver stopped while it was written), so its "
+                "search cannot resume. `sweeps run --restart` starts the sweep over; its "
+                "results so far stay in results.parquet until then."
+            ) from None
+
+
+def _load_either(data: bytes) -> None:
+    """Loads a Tune state file as JSON or as a pickle (Tune writes some `.json` names with
+    cloudpickle)."""
+    import pickle
+
+    if not data:
+        raise ValueError("the file is empty")
+    try:
+        json.loads(data)
+    except ValueError as not_json:
+        try:
+            pickle.loads(data)  # Tune's own state: Tune unpickles it next
+        except Exception as not_pickle:
+            raise ValueError(f"neither JSON ({not_json}) nor a pickle ({not_pickle})") from None

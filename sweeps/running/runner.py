@@ -31,13 +31,13 @@ from sweeps.running.callbacks import (
 from sweeps.running.confirmation_stage import confirmation_stage
 from sweeps.running.placement import Placement, extreme_jobs, max_evaluations, preflight
 from sweeps.running.promotion import promote_best
-from sweeps.running.resume import is_resume, save_spec
+from sweeps.running.resume import check_tune_state, is_resume, save_spec
 from sweeps.running.trial import make_trial_driver, trial_resources
 from sweeps.running.tuner import build_tuner
 from sweeps.spec import PlannedSteps, SweepSpec
 from sweeps.store import storage
 from sweeps.store.model_versions import Promotion
-from sweeps.store.storage import Location
+from sweeps.store.storage import Location, tune_storage
 from sweeps.store.trivial import read_trivial, write_trivial
 from trainables.checkpointing import NO_SPACE_ERRNOS
 from trainables.config import FinetuneConfig
@@ -181,7 +181,7 @@ def _run_stage(
         ),
         trial_resources(spec.job, in_process, spec.driver_resources),
     )
-    if resuming and ray.tune.Tuner.can_restore(folder.uri):
+    if resuming and ray.tune.Tuner.can_restore(*tune_storage(folder)):
         tuner = _restore(folder, driver, all_callbacks)
     else:
         save_spec(folder, spec)
@@ -274,7 +274,9 @@ def tune_state_every(trials: int) -> Iterator[None]:
 
 
 def _restore(folder: Location, driver: object, callbacks: list[Callback]) -> ray.tune.Tuner:
-    tuner = ray.tune.Tuner.restore(folder.uri, driver, resume_errored=True)
+    check_tune_state(folder)
+    path, filesystem = tune_storage(folder)
+    tuner = ray.tune.Tuner.restore(path, driver, resume_errored=True, storage_filesystem=filesystem)
     # The saved experiment state holds the first run's callbacks; this run's replace them.
     run_config = restored_run_config(tuner)
     run_config.callbacks = list(callbacks)

@@ -15,6 +15,7 @@ from sweeps.running.schedulers import SchedulerContext, make_scheduler
 from sweeps.running.search import define_by_run, draw_population, make_sampler
 from sweeps.running.stoppers import make_stopper
 from sweeps.spec import SweepSpec, flatten
+from sweeps.store.storage import Location, tune_storage
 from trainables.ray_compat import stop_propagating_env
 
 
@@ -56,6 +57,7 @@ def build_tuner(
         # The whole population must exist for PBT to compare it: Tune time-slices what does not
         # fit at once (pausing a trial to its checkpoint) instead of holding trials back.
         generator_cap = 0
+    storage_path, storage_filesystem = tune_storage(Location.of(storage))
     return ray.tune.Tuner(
         trainable,
         tune_config=ray.tune.TuneConfig(
@@ -71,7 +73,8 @@ def build_tuner(
         param_space=dict.fromkeys(points[0]) if points else None,
         run_config=ray.tune.RunConfig(
             name=spec.name,
-            storage_path=storage,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             stop=make_stopper(search, spec.job.scaling),
             # Failed trials are retried by Tune (resuming their Train run from its latest
             # checkpoint), not inside the trial: see `make_trial_driver`.

@@ -95,6 +95,17 @@ class Location:
         return fs, posixpath.join(bucket, rest) if rest else bucket
 
 
+def tune_storage(loc: Location) -> tuple[str, pa_fs.FileSystem | None]:
+    """The `storage_path` and `storage_filesystem` Ray Tune gets for `loc`: a local folder
+    through `atomic_local` (Tune's state files appear whole or not at all), object storage by
+    its URI (an upload is published whole)."""
+    if loc.is_local:
+        from sweeps.store.atomic_local import atomic_local_filesystem
+
+        return loc.path, atomic_local_filesystem()
+    return loc.uri, None
+
+
 def exists(loc: Location) -> bool:
     fs, path = loc.filesystem()
     return fs.get_file_info(path).type != pa_fs.FileType.NotFound
@@ -132,12 +143,12 @@ def delete(loc: Location) -> None:
         fs.delete_file(path)
 
 
-def files(loc: Location) -> list[str]:
-    """Every file below a folder, as sorted posix paths relative to it."""
+def files(loc: Location, recursive: bool = True) -> list[str]:
+    """Every file below a folder (or only in it), as sorted posix paths relative to it."""
     fs, path = loc.filesystem()
     if fs.get_file_info(path).type != pa_fs.FileType.Directory:
         return []
-    found = fs.get_file_info(pa_fs.FileSelector(path, recursive=True))
+    found = fs.get_file_info(pa_fs.FileSelector(path, recursive=recursive))
     return sorted(
         posixpath.relpath(info.path, path) for info in found if info.type == pa_fs.FileType.File
     )
