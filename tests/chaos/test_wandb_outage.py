@@ -21,7 +21,7 @@ from tests.wandb_server import FakeWandb, SilentServer
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
-FINISH_TIMEOUT_S = 10.0
+FINISH_TIMEOUT_S = 4.0
 SLACK_S = 30.0
 
 
