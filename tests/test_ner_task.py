@@ -81,6 +81,13 @@ def test_entity_f1_is_a_search_target_maximised(ner_files: dict[str, str]) -> No
     assert spec.search.mode == "max" and spec.job.training.monitor == "val_f1_entity"
 
 
+def test_a_ner_sweep_naming_no_metric_selects_by_entity_f1(ner_files: dict[str, str]) -> None:
+    # seqeval's overall F1, what CoNLL and WNUT NER results report.
+    spec = parse_spec({"name": "n", "job": {"data": ner_files}, "search": {"method": "random"}})
+    assert (spec.search.metric, spec.search.mode) == ("val_f1_entity", "max")
+    assert spec.job.training.monitor == "val_f1_entity"
+
+
 def test_minimising_entity_f1_is_an_error_naming_both(ner_files: dict[str, str]) -> None:
     with pytest.raises(SpecError, match=r"search.mode: mode 'min' contradicts 'val_f1_entity'"):
         parse_spec(

@@ -423,6 +423,14 @@ def test_a_sweep_selects_by_a_generation_metric_in_its_natural_direction(
         parse_spec(wrong)
 
 
+def test_a_causal_lm_sweep_naming_no_metric_minimises_the_validation_loss(
+    tmp_path: Path,
+) -> None:
+    raw = {"name": "gen", "job": raw_job(tmp_path, data=PAIR_COLUMNS), "search": {}}
+    spec = parse_spec(raw)
+    assert (spec.search.metric, spec.search.mode) == ("val_loss", "min")
+
+
 def test_a_sweep_selecting_by_a_generation_metric_it_does_not_generate_names_the_field(
     tmp_path: Path,
 ) -> None:

@@ -220,6 +220,25 @@ def test_a_regression_sweep_monitors_its_target_in_its_direction(
     assert spec.search.mode == "min" and Objective.of("val_rmse").mode == "min"
 
 
+def test_a_regression_sweep_naming_no_metric_selects_by_spearman(
+    regression_files: dict[str, str],
+) -> None:
+    # GLUE STS-B's and sentence similarity's usual figure; a spec without any search section too.
+    raw = sweep("regression", regression_files)
+    del raw["search"]
+    spec = parse_spec(raw)
+    assert (spec.search.metric, spec.search.mode) == ("val_spearman", "max")
+    assert spec.job.training.monitor == "val_spearman"
+
+
+def test_a_multi_label_sweep_naming_no_metric_selects_by_macro_f1(
+    multi_label_files: dict[str, str],
+) -> None:
+    # GoEmotions' reported figure (micro F1 rewards the frequent labels).
+    spec = parse_spec(sweep("multi_label", multi_label_files, method="random"))
+    assert (spec.search.metric, spec.search.mode) == ("val_f1_macro", "max")
+
+
 def test_a_mode_against_the_metrics_direction_is_an_error_naming_both(
     regression_files: dict[str, str],
 ) -> None:

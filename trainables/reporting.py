@@ -2,8 +2,9 @@
 light to import (no torch) for specs and result readers.
 
 A task registers here the validation metrics it reports (`TASK_METRICS`, `val_` names; the same
-names with `test_` come in a run's last report when there is a test split) and the direction of
-any metric name that is not "higher is better" (`MINIMISED`). Everything that selects by a
+names with `test_` come in a run's last report when there is a test split), the one a sweep
+selects by by default (`TARGET_METRICS`) and the direction of any metric name that is not
+"higher is better" (`MINIMISED`). Everything that selects by a
 metric (`training.monitor`, `search.metric`, `promote.metric`, the JSON Schema, `Objective.of`)
 reads these tables, so a new task adds its names here and nowhere else.
 """
@@ -28,6 +29,19 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "causal_lm": ("val_loss", "val_perplexity", "val_exact_match", "val_contains"),
 }
 
+#: What a sweep of each task selects by unless `search.metric` says otherwise: the figure the
+#: field reports for it (GLUE STS-B and sentence similarity: Spearman; GoEmotions: macro F1,
+#: as micro F1 rewards the frequent labels; CoNLL / WNUT NER: seqeval's entity F1; generative
+#: SFT: held-out loss, as generation scores need `training.eval_generate_rows`).
+TARGET_METRICS: dict[str, str] = {
+    "text": "val_accuracy",
+    "image": "val_accuracy",
+    "regression": "val_spearman",
+    "multi_label": "val_f1_macro",
+    "token_classification": "val_f1_entity",
+    "causal_lm": "val_loss",
+}
+
 #: Metrics of text generated on validation rows: reported only by a job that turns generation
 #: on (`training.eval_generate_rows`).
 GENERATION_METRICS = ("val_exact_match", "val_contains")
@@ -50,6 +64,11 @@ TRAINING_METRICS = (
 def task_metrics(task: str) -> tuple[str, ...]:
     """The validation metrics `task` reports (empty for an unknown task)."""
     return TASK_METRICS.get(task, ())
+
+
+def target_metric(task: str) -> str:
+    """The metric a sweep of `task` selects by when its spec names none (`TARGET_METRICS`)."""
+    return TARGET_METRICS.get(task, "val_loss")
 
 
 def natural_mode(metric: str) -> Literal["min", "max"]:

@@ -43,7 +43,7 @@ from trainables.config import (
 )
 from trainables.errors import ConfigError
 from trainables.objective import Objective
-from trainables.reporting import natural_mode, task_metrics, validation_metrics
+from trainables.reporting import natural_mode, target_metric, task_metrics, validation_metrics
 
 #: The names the spec accepts; each is a registered factory (`sweeps.running.search`,
 #: `sweeps.running.schedulers`: tests/sweeps/test_contract.py checks the two agree).
@@ -89,8 +89,11 @@ class ConfirmSpec(_Section):
 class SearchSpec(_Section):
     """What to try: method, target metric, space and budget; optionally a confirmation stage.
 
-    `metric` is one the job's task reports; `mode` defaults to its natural direction (`min`
-    for losses and errors, `max` otherwise), and one that contradicts it is an error.
+    `metric` is one the job's task reports, by default the task's usual target
+    (`trainables.reporting.TARGET_METRICS`: `val_accuracy` for text and image, `val_spearman`
+    for regression, `val_f1_macro` for multi-label, `val_f1_entity` for NER, `val_loss` for
+    causal LM); `mode` defaults to its natural direction (`min` for losses and errors, `max`
+    otherwise), and one that contradicts it is an error.
     """
 
     method: SearchMethod = "tpe"
@@ -383,11 +386,10 @@ def _validated(raw: dict[str, Any], source: str, origins: dict[str, str]) -> Swe
 
 
 def _monitor_the_target(raw: dict[str, Any]) -> dict[str, Any]:
-    """Unless the job says otherwise, trials keep (and early-stop on) the sweep's target metric,
-    so checkpoint retention never deletes the checkpoint that makes a trial the best."""
-    search = raw.get("search") or {}
-    default = SearchSpec.model_fields["metric"].default
-    metric = search.get("metric", default) if isinstance(search, dict) else None
+    """Fills what the job's task decides: the search's target metric when the spec names none
+    (the task's usual one), and, unless the job says otherwise, the metric trials keep (and
+    early-stop on): the sweep's target, so checkpoint retention never deletes the checkpoint
+    that makes a trial the best."""
     job = raw.get("job")
     if not isinstance(job, dict):
         return raw
@@ -395,6 +397,11 @@ def _monitor_the_target(raw: dict[str, Any]) -> dict[str, Any]:
         task = FinetuneConfig._infer_task(job).get("task", "text")  # type: ignore[operator]
     except Exception:  # an invalid job: reported by its own validation
         return raw
+    search = raw.get("search", {})
+    if isinstance(search, dict) and search.get("metric") is None and isinstance(task, str):
+        search = {**search, "metric": target_metric(task)}
+        raw = {**raw, "search": search}
+    metric = search.get("metric") if isinstance(search, dict) else None
     if metric not in task_metrics(task):
         return raw
     training = job.get("training") or {}
