@@ -31,7 +31,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from sweeps.results.progress import SweepProgress
-from sweeps.results.results import ResultsLog, read_results
+from sweeps.results.results_file import read_results
+from sweeps.results.results_log import ResultsLog
 from trainables.objective import Objective
 
 OBJECTIVE = Objective("val_accuracy", "max")

@@ -28,6 +28,9 @@ from trainables.config import parse_config
 from trainables.data import epoch_batches
 from trainables.tasks import prepare_task
 
+# The workplace's shared copy (`../shared/data`): benchmarks only, never the product.
+SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+
 
 def padded(lengths: np.ndarray, plan: list[list[int]]) -> int:
     """Tokens of a plan's batches, each padded to its longest row."""
@@ -53,10 +56,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--old-window", type=int, default=50, help="batches, the old rule")
-    parser.add_argument(
-        "--data",
-        default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"),
-    )
+    parser.add_argument("--data", default=str(SST2))
     args = parser.parse_args()
     train, dev = sample_sst2(Path(args.data), args.rows, Path(tempfile.mkdtemp()))
     task = prepare_task(parse_config(loop_job(train, dev, True, 1, 8)))

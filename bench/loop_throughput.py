@@ -24,6 +24,9 @@ checkpoints are outside both clocks. Each run also prints its CPU share (its pro
 seconds over threads x wall seconds, from its first timed batch to its end): well under 1, the
 run shared its cores with something else and its figures are not its own. Work is counted
 from the batches each side trained on in its timed steps (HF: what its collator returned, in
+
+# The workplace's shared copy (`../shared/data`): benchmarks only, never the product.
+SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 order; the loop: what its task's `batch` returned for training, in order): real tokens (the
 attention mask's ones), padded tokens (the batch's shape) and rows. Both sides must see the
 same real tokens over the epoch, or the bench stops. Peak memory: the side's process
@@ -66,6 +69,19 @@ def token_counts(batch: Mapping[str, Any]) -> tuple[int, int]:
     return int(mask.sum()), int(mask.numel())
 
 
+#: HF `TrainingArguments` that keep a Trainer to training alone, on the CPU, as the loop's side
+#: is: no evaluation, saving, logging, progress bar or data-loader processes.
+HF_TRAIN_ONLY: dict[str, Any] = {
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "report_to": [],
+    "logging_strategy": "no",
+    "dataloader_num_workers": 0,
+    "use_cpu": True,
+    "disable_tqdm": True,
+}
+
+
 class Tally:
     """The batches a side trained on, in order: rows, real tokens, padded tokens per batch."""
 
@@ -83,6 +99,13 @@ class Tally:
         near 1 when the process had its cores to itself, lower when something else ran."""
         wall, cpu = self.clocks[first]
         return (time.process_time() - cpu) / (time.perf_counter() - wall) / threads
+
+    def result(
+        self, first: int, seconds: float, steps: int, threads: int, **extra: Any
+    ) -> dict[str, Any]:
+        """The side's figures (`rates`) over the batches from `first` on, with its CPU share."""
+        share = self.cpu_share(first, threads)
+        return rates(self.work(first), seconds, steps, cpu_share=share, **extra)
 
     def work(self, first: int) -> dict[str, int]:
         """Rows, real and padded tokens of the batches from `first` on (the timed steps), and
@@ -178,13 +201,7 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
         learning_rate=LR,
         weight_decay=0.01,
         seed=SEED,
-        eval_strategy="no",
-        save_strategy="no",
-        report_to=[],
-        logging_strategy="no",
-        dataloader_num_workers=0,
-        use_cpu=True,
-        disable_tqdm=True,
+        **HF_TRAIN_ONLY,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
     )
     ends: list[float] = []
@@ -208,8 +225,7 @@ def run_hf(train_tsv: str, group_by_length: bool, n_threads: int, warmup: int) -
     )
     trainer.train()
     seconds, steps = hf_timing(ends, tally, warmup)
-    cpu_share = tally.cpu_share(warmup, n_threads)
-    return rates(tally.work(warmup), seconds, steps, cpu_share=cpu_share, **pinned)
+    return tally.result(warmup, seconds, steps, n_threads, **pinned)
 
 
 def step_clock(ends: list[float]) -> Any:
@@ -274,8 +290,7 @@ def run_loop(
     seconds, steps = run_loop_counted(
         cfg, TextTask, lambda _task, _split, _rows, batch: tally.add(batch), tally, warmup
     )
-    cpu_share = tally.cpu_share(warmup, n_threads)
-    return rates(tally.work(warmup), seconds, steps, cpu_share=cpu_share, **pinned)
+    return tally.result(warmup, seconds, steps, n_threads, **pinned)
 
 
 #: Called with a task, the split, the rows and the batch the task built for them.

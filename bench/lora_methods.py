@@ -56,6 +56,9 @@ from typing import Any
 
 from trainables.config import EMBEDDED_MODEL, FinetuneConfig, parse_config
 
+# The workplace's shared copy (`../shared/data`): benchmarks only, never the product.
+SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
+
 METHODS = ("full", "lora", "head")
 TRAIN_ROWS, VAL_ROWS = 2000, 500
 BATCH_SIZE, MAX_LENGTH, SEED, CPUS = 32, 64, 0, 2

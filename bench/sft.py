@@ -79,13 +79,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.loop_throughput import (
+    HF_TRAIN_ONLY,
     Tally,
     describe,
     hf_timing,
     medians,
     paired_ratio,
     peak_rss_mb,
-    rates,
     round_ratios,
     run_loop_counted,
     run_side,
@@ -150,13 +150,16 @@ class WorkTally(Tally):
         self.supervised.append(work.supervised)
         self.clocks.append((time.perf_counter(), time.process_time()))
 
-    def result(self, first: int, seconds: float, steps: int, **extra: Any) -> dict[str, Any]:
-        """The run's figures (`loop_throughput.rates`) with supervised tokens/s and memory."""
+    def result(
+        self, first: int, seconds: float, steps: int, threads: int, **extra: Any
+    ) -> dict[str, Any]:
+        """The run's figures (`Tally.result`) with supervised tokens/s and memory."""
         supervised = sum(self.supervised[first:])
-        return rates(
-            self.work(first),
+        return super().result(
+            first,
             seconds,
             steps,
+            threads,
             supervised_tokens_per_second=supervised / seconds,
             epoch_supervised_tokens=sum(self.supervised),
             rss_rise_mb=peak_rss_mb() - self.start_rss_mb,
@@ -249,8 +252,7 @@ def run_loop(
         tally.add_work(loop_work(task, split, rows, batch))
 
     seconds, steps = run_loop_counted(cfg, CausalLmTask, count, tally, warmup)
-    cpu_share = tally.cpu_share(warmup, n_threads)
-    return tally.result(warmup, seconds, steps, cpu_share=cpu_share, **pinned)
+    return tally.result(warmup, seconds, steps, n_threads, **pinned)
 
 
 # --- TRL's side ---------------------------------------------------------------------------------
@@ -292,13 +294,7 @@ def trl_trainer(
         # Padded batches: sort by length in HF's windows (the loop's); padding-free packed
         # batches have no padding to save.
         train_sampling_strategy="random" if packing else "group_by_length",
-        eval_strategy="no",
-        save_strategy="no",
-        report_to=[],
-        logging_strategy="no",
-        dataloader_num_workers=0,
-        use_cpu=True,
-        disable_tqdm=True,
+        **HF_TRAIN_ONLY,
     )
     return SFTTrainer(
         model=model,
@@ -326,8 +322,7 @@ def run_trl(train: str, model_dir: str, packing: bool, n_threads: int, warmup: i
     trainer.data_collator = counting
     trainer.train()
     seconds, steps = hf_timing(ends, tally, warmup)
-    cpu_share = tally.cpu_share(warmup, n_threads)
-    return tally.result(warmup, seconds, steps, cpu_share=cpu_share, **pinned)
+    return tally.result(warmup, seconds, steps, n_threads, **pinned)
 
 
 # --- the check before timing ------------------------------------------------------------------

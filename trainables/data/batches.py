@@ -6,6 +6,7 @@ batches."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -73,8 +74,11 @@ def shard_rows(n: int, world_size: int, rank: int) -> list[int]:
     return list(range(rank, n, world_size))
 
 
-def eval_batches(split: TokenizedSplit, rows: list[int], batch_size: int) -> list[list[int]]:
-    """Rows sorted by length then cut into batches: order does not matter when evaluating."""
-    lengths = split.lengths
+def eval_batches(
+    split: TokenizedSplit | Sequence[int] | np.ndarray, rows: list[int], batch_size: int
+) -> list[list[int]]:
+    """Rows sorted by length (a split's, or any per-row lengths) then cut into batches: order
+    does not matter when evaluating, and the least padding is fastest."""
+    lengths = split.lengths if isinstance(split, TokenizedSplit) else split
     ordered = sorted(rows, key=lambda r: lengths[r])
     return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import FinetuneConfig, ModelConfig
+from trainables.data import eval_batches
 from trainables.errors import DataError, ModelLoadError
 from trainables.lora import add_lora, has_adapter, load_lora, save_lora
 from trainables.metrics import all_reduce_sum, rank_and_world
@@ -217,9 +218,7 @@ class CausalLmTask:
 
     def eval_order(self, split: str, rows: list[int], batch_size: int) -> list[list[int]]:
         """Rows sorted by length, then cut into batches (least padding)."""
-        lengths = self._lengths[split]
-        ordered = sorted(rows, key=lambda r: lengths[r])
-        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        return eval_batches(self._lengths[split], rows, batch_size)
 
     def build_model(self, model: ModelConfig) -> torch.nn.Module:
         """The causal LM, fine-tuned by `model.method` (a checkpoint folder resumes: a LoRA

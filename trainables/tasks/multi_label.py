@@ -16,10 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainables.config import FinetuneConfig, ModelConfig
-from trainables.data import Dataset
 from trainables.metrics import MetricState, MultiLabelMetrics
-from trainables.tasks.text import TextTask, Tokens, prepare_as
+from trainables.tasks.text import TextTask
 
 
 class MultiLabelTask(TextTask):
@@ -43,11 +41,5 @@ class MultiLabelTask(TextTask):
         super()._save_plain(model, folder)
 
 
-def prepare(
-    cfg: FinetuneConfig,
-    dataset: Dataset | None = None,
-    model: ModelConfig | None = None,
-    tokens: Tokens | None = None,
-) -> MultiLabelTask:
-    """The multi-label task of `cfg`."""
-    return prepare_as(MultiLabelTask, cfg, dataset, model, tokens)
+#: The seam's entry point (`trainables.tasks.prepare_task`).
+prepare = MultiLabelTask.prepare

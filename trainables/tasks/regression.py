@@ -13,10 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainables.config import FinetuneConfig, ModelConfig
-from trainables.data import Dataset
 from trainables.metrics import MetricState, RegressionMetrics
-from trainables.tasks.text import TextTask, Tokens, prepare_as
+from trainables.tasks.text import TextTask
 
 
 class RegressionTask(TextTask):
@@ -35,11 +33,5 @@ class RegressionTask(TextTask):
         return RegressionMetrics(len(self.label_names), device)
 
 
-def prepare(
-    cfg: FinetuneConfig,
-    dataset: Dataset | None = None,
-    model: ModelConfig | None = None,
-    tokens: Tokens | None = None,
-) -> RegressionTask:
-    """The regression task of `cfg`."""
-    return prepare_as(RegressionTask, cfg, dataset, model, tokens)
+#: The seam's entry point (`trainables.tasks.prepare_task`).
+prepare = RegressionTask.prepare

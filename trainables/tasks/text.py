@@ -31,31 +31,7 @@ from trainables.models import build_model, load_tokenizer
 Tokens = tuple[dict[str, TokenizedSplit], tuple[str, ...]]
 
 
-def prepare(
-    cfg: FinetuneConfig,
-    dataset: Dataset | None = None,
-    model: ModelConfig | None = None,
-    tokens: Tokens | None = None,
-) -> TextTask:
-    """The text classification task of `cfg` (see `prepare_as`)."""
-    return prepare_as(TextTask, cfg, dataset, model, tokens)
-
-
 T = TypeVar("T", bound="TextTask")
-
-
-def prepare_as(
-    cls: type[T],
-    cfg: FinetuneConfig,
-    dataset: Dataset | None = None,
-    model: ModelConfig | None = None,
-    tokens: Tokens | None = None,
-) -> T:
-    """A `cls` task of `cfg`, on the `tokens` its sweep prepared when given (its own data's,
-    for its own model), else its data read and tokenized here."""
-    if tokens is not None:
-        return cls(cfg, None, cfg.model, tokens)
-    return cls(cfg, dataset or build_dataset(cfg.data, task=cfg.task), model or cfg.model)
 
 
 class TextTask:
@@ -71,6 +47,21 @@ class TextTask:
     kind = "text"
     #: What transformers' sequence-classification head is told it does (saved in its config).
     problem_type = "single_label_classification"
+
+    @classmethod
+    def prepare(
+        cls: type[T],
+        cfg: FinetuneConfig,
+        dataset: Dataset | None = None,
+        model: ModelConfig | None = None,
+        tokens: Tokens | None = None,
+    ) -> T:
+        """The task of `cfg`, on the `tokens` its sweep prepared when given (its own data's,
+        for its own model), else its data read and tokenized here. A subclass's `prepare` makes
+        that subclass (each task module exports its class's as `prepare`)."""
+        if tokens is not None:
+            return cls(cfg, None, cfg.model, tokens)
+        return cls(cfg, dataset or build_dataset(cfg.data, task=cfg.task), model or cfg.model)
 
     def __init__(
         self,
@@ -142,3 +133,7 @@ class TextTask:
 
     def _save_plain(self, model: Any, folder: Path) -> None:
         with_processor(self.tokenizer)(model, folder)  # a subclass adds to the saved config
+
+
+#: The seam's entry point (`trainables.tasks.prepare_task`).
+prepare = TextTask.prepare

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import DataConfig, FinetuneConfig, ModelConfig
-from trainables.data import SPLITS
+from trainables.data import SPLITS, eval_batches
 from trainables.errors import DataError, ModelLoadError
 from trainables.lora import build_by_method, save_by_method, with_processor
 from trainables.metrics import all_reduce_sum
@@ -219,9 +219,7 @@ class TokenClassificationTask:
 
     def eval_order(self, split: str, rows: list[int], batch_size: int) -> list[list[int]]:
         """Sentences sorted by pieces, then cut into batches (least padding)."""
-        lengths = self._lengths[split]
-        ordered = sorted(rows, key=lambda r: lengths[r])
-        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        return eval_batches(self._lengths[split], rows, batch_size)
 
     def build_model(self, model: ModelConfig) -> torch.nn.Module:
         """The backbone with a fresh token-classification head, fine-tuned by `model.method`
