@@ -60,7 +60,7 @@ class Sweep:
     @property
     def finished(self) -> bool:
         """Whether the sweep is finished: every trial ended, and the planned ones are there."""
-        from sweeps.results.results import finished
+        from sweeps.results.summaries import finished
 
         return finished(self._results().trials(), self.spec.trials)
 
@@ -188,7 +188,7 @@ def _typed(spec: str | Path | dict[str, Any] | SweepSpec, overrides: list[str]) 
 def _frame(folder: str) -> pd.DataFrame:
     import pandas as pd
 
-    from sweeps.results.results import RESULTS_FILE, read_table
+    from sweeps.results.results_file import RESULTS_FILE, read_table
     from sweeps.store.storage import Location
 
     table = read_table(Location.of(folder).join(RESULTS_FILE).uri)

@@ -183,12 +183,12 @@ def test_each_concept_s_home_exists(concept: str, module: str, attribute: str) -
 def test_a_planted_wrong_home_is_reported() -> None:
     table = (
         "## Concept table\n\n| concept | its home |\n| --- | --- |\n"
-        '| "stopped early" | `sweeps.results.results:ended_early` |\n'
+        '| "stopped early" | `sweeps.results.results_log:ended_early` |\n'
         "| the spec | `sweeps.spec.nowhere:SweepSpec` |\n"
         "| the best trial | `sweeps.results.queries:SweepResults.best` |\n"
     )
     problems = {c: missing_home(m, a) for c, m, a in concept_rows(table)}
-    assert problems['"stopped early"'] == "sweeps.results.results has no ended_early"
+    assert problems['"stopped early"'] == "sweeps.results.results_log has no ended_early"
     assert (problems["the spec"] or "").startswith("no module sweeps.spec.nowhere")
     assert problems["the best trial"] is None
 

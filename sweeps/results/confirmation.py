@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sweeps.results.queries import BestTrial, SweepResults, best_report
-from sweeps.results.results import TrialSummary
+from sweeps.results.summaries import TrialSummary
 from sweeps.spec import SweepSpec
 from sweeps.store import storage
 from sweeps.store.storage import Location

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM, generation_of, params_of
+from sweeps.results.results_file import EXPLOIT_STEP, EXPLOITED_FROM, generation_of, params_of
 
 
 @dataclass(frozen=True)

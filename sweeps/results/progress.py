@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from sweeps.results.results import Planned, params_at, stopped_by_tune
+from sweeps.results.tune_results import Planned, params_at, stopped_by_tune
 from sweeps.store.trivial import compare
 from trainables.objective import Objective
 

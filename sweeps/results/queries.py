@@ -9,16 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeps.results.lineage import schedule
-from sweeps.results.results import (
+from sweeps.results.results_file import (
     EXPLOITED_FROM,
     RESULTS_FILE,
-    TrialSummary,
     generation_of,
     params_of,
     read_results,
-    step_of,
-    summarize,
 )
+from sweeps.results.summaries import TrialSummary, summarize
+from sweeps.results.tune_results import step_of
 from sweeps.spec import SweepSpec
 from sweeps.store import storage
 from sweeps.store.storage import Location

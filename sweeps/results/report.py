@@ -24,7 +24,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 from sweeps.results.lineage import exploits
-from sweeps.results.results import TrialSummary, generation_of, summarize
+from sweeps.results.results_file import generation_of
+from sweeps.results.summaries import TrialSummary, summarize
 from sweeps.spec import SchedulerSpec, SearchSpec
 from sweeps.spec.space import Param
 from sweeps.store.trivial import compare

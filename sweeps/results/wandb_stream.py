@@ -27,7 +27,8 @@ from urllib.parse import urlparse
 
 from ray.tune import Callback
 
-from sweeps.results.results import EXPLOITED_FROM, TUNE_KEYS, Planned, params_at, stopped_by_tune
+from sweeps.results.results_file import EXPLOITED_FROM
+from sweeps.results.tune_results import TUNE_KEYS, Planned, params_at, stopped_by_tune
 from sweeps.results.wandb_compat import current_setup, service_process
 from sweeps.spec import WandbSpec
 from sweeps.store import storage

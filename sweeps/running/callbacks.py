@@ -11,7 +11,8 @@ from typing import Any
 from ray.tune import Callback
 
 from sweeps.errors import PromotionError, StorageError
-from sweeps.results.results import Planned, ResultsLog
+from sweeps.results.results_log import ResultsLog
+from sweeps.results.tune_results import Planned
 from sweeps.results.wandb_stream import StreamConfig, WandbStreamer, resolve_mode
 from sweeps.results.wandb_sweep import RECORD_FILE, SweepRegistration, wandb_sweep_config
 from sweeps.spec import ResolvedJob, SweepSpec

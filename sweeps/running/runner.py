@@ -20,7 +20,8 @@ from sweeps.errors import SpecError, StorageError
 from sweeps.results.confirmation import confirmed_best
 from sweeps.results.progress import SweepProgress
 from sweeps.results.queries import BestTrial, SweepResults
-from sweeps.results.results import ResultsLog, TrialSummary, finished
+from sweeps.results.results_log import ResultsLog
+from sweeps.results.summaries import TrialSummary, finished
 from sweeps.results.wandb_stream import WandbStreamer
 from sweeps.running.callbacks import (
     PromoteOnImprovement,

@@ -30,7 +30,7 @@ from ray.tune import PlacementGroupFactory
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.util.queue import Queue
 
-from sweeps.results.results import EXPLOIT_STEP, EXPLOITED_FROM
+from sweeps.results.results_file import EXPLOIT_STEP, EXPLOITED_FROM
 from sweeps.spec import apply_params
 from sweeps.store.storage import Location
 from trainables.config import FinetuneConfig

@@ -36,11 +36,8 @@ from sweeps.spec.dotted import SWEEP_SET_FIELDS, apply_overrides, field_paths
 from sweeps.spec.jobs import apply_params
 from sweeps.spec.space import Param, grid_size
 from sweeps.spec.wandb_format import TOP_KEYS, explain, is_wandb_sweep, translate
-from trainables.config import (
-    FinetuneConfig,
-    format_validation_error,
-    read_yaml_mapping,
-)
+from trainables.config import FinetuneConfig
+from trainables.config_files import format_validation_error, read_yaml_mapping
 from trainables.errors import ConfigError
 from trainables.objective import Objective
 from trainables.reporting import natural_mode, target_metric, task_metrics, validation_metrics

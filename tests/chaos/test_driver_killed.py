@@ -23,7 +23,7 @@ import pytest
 import ray
 import yaml
 
-from sweeps.results.results import read_results
+from sweeps.results.results_file import read_results
 from tests.chaos.events import (
     assert_only_unfinished_ran_again,
     assert_went_on_from_checkpoint,

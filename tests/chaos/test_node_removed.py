@@ -28,7 +28,7 @@ import ray
 from ray._common.utils import get_ray_address_file  # private: where `ray start` records it
 from ray.util.state import list_actors
 
-from sweeps.results.results import read_results
+from sweeps.results.results_file import read_results
 from tests.chaos.killer import SNAPSHOT
 from tests.chaos.sweep import fifo_sweep, sweeps_command, write_spec
 from tests.cluster.test_submit import node_ports

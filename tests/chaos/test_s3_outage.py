@@ -22,7 +22,7 @@ import pytest
 import ray
 import ray.train
 
-from sweeps.results.results import read_results
+from sweeps.results.results_file import read_results
 from tests.chaos.killer import SNAPSHOT
 from tests.chaos.sweep import fifo_sweep, sweeps_command, write_spec
 from trainables.checkpointing import damage

@@ -31,7 +31,8 @@ import ray
 import yaml
 
 from sweeps.results.queries import BestTrial
-from sweeps.results.results import RESULTS_FILE, ResultsLog
+from sweeps.results.results_file import RESULTS_FILE
+from sweeps.results.results_log import ResultsLog
 from sweeps.results.wandb_stream import (
     SERVICE_TEARDOWN_S,
     StreamConfig,

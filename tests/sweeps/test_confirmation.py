@@ -14,7 +14,7 @@ from sweeps.results.confirmation import (
     decide,
     plan_confirmation,
 )
-from sweeps.results.results import TrialSummary
+from sweeps.results.summaries import TrialSummary
 from sweeps.spec import parse_spec
 from trainables.objective import Objective
 

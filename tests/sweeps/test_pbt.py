@@ -15,7 +15,7 @@ import ray.tune
 
 from sweeps.results.queries import SweepResults
 from sweeps.results.report import write_report
-from sweeps.results.results import params_of
+from sweeps.results.results_file import params_of
 from sweeps.running.promotion import promote_best
 from sweeps.running.runner import run_sweep
 from sweeps.running.trial import make_trial_driver, trial_resources

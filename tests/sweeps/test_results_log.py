@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-import sweeps.results.results as results_module
-from sweeps.results.results import ResultsLog, read_results
+import sweeps.results.results_log as results_module
+from sweeps.results.results_file import read_results
+from sweeps.results.results_log import ResultsLog
 
 LAST_STEP = 60
 

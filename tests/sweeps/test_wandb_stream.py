@@ -14,7 +14,7 @@ import ray
 import ray.tune
 
 from sweeps.results.queries import SweepResults
-from sweeps.results.results import ResultsLog
+from sweeps.results.results_log import ResultsLog
 from sweeps.running.callbacks import wandb_streamer
 from sweeps.running.runner import run_sweep
 from sweeps.running.tuner import build_tuner
