@@ -67,6 +67,13 @@ def check_tune_state(folder: Location) -> None:
         data = storage.read_bytes(loc)
         try:
             _load_either(data)
+        except (ImportError, AttributeError) as exc:  # a class it names has moved
+            raise StorageError(
+                f"storage_path: {loc} names code this version of finetune-sweeps does not have "
+                f"({type(exc).__name__}: {exc}): the sweep was started by another version, and "
+                "its search cannot resume here. `sweeps run --restart` starts it over, or resume "
+                "it with the version that started it."
+            ) from None
         except Exception as exc:
             raise StorageError(
                 f"storage_path: {loc} does not load ({type(exc).__name__}: {exc}); the sweep's "
@@ -88,5 +95,7 @@ def _load_either(data: bytes) -> None:
     except ValueError as not_json:
         try:
             pickle.loads(data)  # Tune's own state: Tune unpickles it next
+        except (ImportError, AttributeError):
+            raise
         except Exception as not_pickle:
             raise ValueError(f"neither JSON ({not_json}) nor a pickle ({not_pickle})") from None

@@ -8,6 +8,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -86,4 +87,27 @@ def test_a_resume_over_a_torn_experiment_state_is_refused_naming_the_file(
     folder = _tune_folder(tmp_path)
     (folder / "experiment_state-2026.json").write_text('{"trial_data": [')
     with pytest.raises(StorageError, match=r"experiment_state-2026\.json does not load"):
+        check_tune_state(Location.of(str(folder)))
+
+
+def test_a_resume_over_state_naming_code_that_moved_is_refused_as_another_versions(
+    tmp_path: Path,
+) -> None:
+    # Pickled while its class's module existed (as an older version's callbacks were), read
+    # after the module is gone (as after a move).
+    module = types.ModuleType("an_earlier_layout")
+
+    class Moved:
+        pass
+
+    Moved.__module__, Moved.__qualname__ = module.__name__, "Moved"
+    module.Moved = Moved  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    try:
+        data = pickle.dumps(Moved())
+    finally:
+        del sys.modules[module.__name__]
+    folder = _tune_folder(tmp_path)
+    (folder / "tuner.pkl").write_bytes(data)
+    with pytest.raises(StorageError, match=r"tuner\.pkl names code .* another version"):
         check_tune_state(Location.of(str(folder)))
