@@ -13,7 +13,8 @@ from ray.tune import Callback
 from sweeps.errors import PromotionError, StorageError
 from sweeps.results.results_log import ResultsLog
 from sweeps.results.tune_results import Planned
-from sweeps.results.wandb_stream import StreamConfig, WandbStreamer, resolve_mode
+from sweeps.results.wandb_runs import resolve_mode
+from sweeps.results.wandb_stream import StreamConfig, WandbStreamer
 from sweeps.results.wandb_sweep import RECORD_FILE, SweepRegistration, wandb_sweep_config
 from sweeps.spec import ResolvedJob, SweepSpec
 from sweeps.store.model_versions import Promotion

@@ -11,7 +11,7 @@ from typing import Any
 from sweeps.errors import PromotionError
 from sweeps.results.confirmation import confirmation_of, confirmed_best
 from sweeps.results.queries import BestTrial
-from sweeps.results.wandb_stream import log_model_artifact
+from sweeps.results.wandb_artifact import log_model_artifact
 from sweeps.spec import SweepSpec, apply_params
 from sweeps.store.model_versions import Promotion, evaluate_checkpoint, promote
 from sweeps.store.storage import Location

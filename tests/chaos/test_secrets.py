@@ -33,12 +33,8 @@ import yaml
 from sweeps.results.queries import BestTrial
 from sweeps.results.results_file import RESULTS_FILE
 from sweeps.results.results_log import ResultsLog
-from sweeps.results.wandb_stream import (
-    SERVICE_TEARDOWN_S,
-    StreamConfig,
-    WandbStreamer,
-    release_wandb,
-)
+from sweeps.results.wandb_runs import SERVICE_TEARDOWN_S, release_wandb
+from sweeps.results.wandb_stream import StreamConfig, WandbStreamer
 from sweeps.spec import WandbSpec
 from sweeps.store.model_versions import MANIFEST, promote
 from sweeps.store.storage import Location

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.results.wandb_stream import redact, resolve_mode, run_id
+from sweeps.results.wandb_runs import redact, resolve_mode, run_id
 
 
 @pytest.fixture
