@@ -3,10 +3,10 @@
 Ray's public API has no way to do these things (each function says why); all of them were
 checked against Ray `CHECKED_WITH`, the release `pyproject.toml` pins. Each name is listed in
 `PRIVATE_NAMES` and resolved through `resolve`, so an upgrade that moves one fails loudly,
-naming it (`trainables.compat_names.CompatError`), here and in `tests/test_ray_compat.py`,
-instead of silently doing nothing. Nothing outside this module imports `ray.train.v2._internal`,
-`ray._private` or `ray.tune.execution`, or spells Train's snapshot file or checkpoint-folder
-names.
+naming it (`trainables.compat_names.CompatError`), here and in
+`tests/trainables/test_ray_compat.py`, instead of silently doing nothing. Nothing outside this
+module imports `ray.train.v2._internal`, `ray._private` or `ray.tune.execution`, or spells
+Train's snapshot file or checkpoint-folder names.
 
 `sweeps` may import this module.
 """

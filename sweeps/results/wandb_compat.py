@@ -1,6 +1,6 @@
 """Every private W&B name the project uses, behind this one door (checked against wandb
 `CHECKED_WITH`): each is listed in `PRIVATE_NAMES` and resolved through `resolve`, so a release
-that moves one fails naming it (`tests/sweeps/test_wandb_compat.py`)."""
+that moves one fails naming it (`tests/sweeps/results/test_wandb_compat.py`)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ from trainables.objective import Objective
 from trainables.reporting import natural_mode, target_metric, task_metrics, validation_metrics
 
 #: The names the spec accepts; each is a registered factory (`sweeps.running.search`,
-#: `sweeps.running.schedulers`: tests/sweeps/test_contract.py checks the two agree).
+#: `sweeps.running.schedulers`: tests/sweeps/running/test_contract.py checks the two agree).
 SearchMethod = Literal["grid", "random", "tpe", "gp"]
 SchedulerName = Literal["fifo", "asha", "hyperband", "median", "pbt", "pb2"]
 #: Schedulers that evolve a population (exploit a checkpoint, explore its parameters).

@@ -12,7 +12,7 @@ from typing import Any
 import ray
 import yaml
 
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 
 
 def fifo_sweep(

@@ -32,7 +32,7 @@ from tests.chaos.events import (
     registered_steps,
 )
 from tests.chaos.killer import registered_checkpoints
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 from tests.wandb_files import offline_runs
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]

@@ -40,7 +40,7 @@ from tests.chaos.events import (
 )
 from tests.chaos.killer import KillAWorkerAfterFirstCheckpoint
 from tests.integration import faults
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 from trainables.trainer import build_trainer
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
@@ -217,7 +217,7 @@ def test_the_same_kill_without_the_rng_restore_ends_elsewhere(
 @pytest.fixture(scope="module")
 def sft_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A tiny Llama (with a real tokenizer, no pad token) and prompt/completion JSONL rows."""
-    from tests.test_causal_lm import write_jsonl
+    from tests.trainables.tasks.test_causal_lm import write_jsonl
     from trainables.tiny_lm import build_tiny_causal_lm, corpus
 
     root = tmp_path_factory.mktemp("sft")

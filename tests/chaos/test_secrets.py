@@ -40,8 +40,8 @@ from sweeps.store.model_versions import MANIFEST, promote
 from sweeps.store.storage import Location
 from tests.chaos.scan import Places, Scan, scan, scan_bytes
 from tests.conftest import RAY_SESSION_INIT
-from tests.sweeps.test_promotion import BUCKET, s3_endpoint, s3_uri  # noqa: F401  (moto S3)
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
+from tests.sweeps.store.test_promotion import BUCKET, s3_endpoint, s3_uri  # noqa: F401  (moto S3)
 from tests.wandb_server import FakeWandb
 from trainables.config import parse_config
 from trainables.objective import Objective

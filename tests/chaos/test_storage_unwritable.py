@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.sweeps.test_promotion import s3_endpoint, s3_uri  # noqa: F401  (moto S3 server)
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
+from tests.sweeps.store.test_promotion import s3_endpoint, s3_uri  # noqa: F401  (moto S3 server)
 
 pytestmark = [pytest.mark.chaos]
 

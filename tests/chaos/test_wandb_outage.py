@@ -16,7 +16,7 @@ from ray.tune import ResultGrid
 from sweeps.results.queries import SweepResults
 from sweeps.spec import SweepSpec
 from tests.sweeps.cheap import ITERATIONS
-from tests.sweeps.test_wandb_stream import cheap_sweep
+from tests.sweeps.results.test_wandb_stream import cheap_sweep
 from tests.wandb_server import FakeWandb, SilentServer
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]

@@ -31,7 +31,7 @@ import yaml
 from sweeps.results.queries import SweepResults
 from sweeps.spec import parse_spec
 from sweeps.store.model_versions import verify
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 
 pytestmark = pytest.mark.integration
 

@@ -262,7 +262,7 @@ def test_every_shipped_example_validates_and_says_how_to_run_it() -> None:
     examples = sorted(Path("sweeps/examples").rglob("*.yaml"))
     assert examples
     for path in examples:
-        # Line 1 names the schema (tests/sweeps/test_schema.py); the next runs the example.
+        # Line 1 names the schema (tests/sweeps/spec/test_schema.py); the next runs the example.
         command = path.read_text().splitlines()[1]
         assert command.startswith("# ") and str(path) in command, f"{path}: line 2 runs it"
         assert load_spec(path).name

@@ -16,7 +16,7 @@ import pytest
 
 from sweeps.running.runner import run_sweep
 from sweeps.spec import SweepSpec, parse_spec
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 

@@ -38,7 +38,7 @@ def _kill_mid_write(kind: str, path: Path) -> bytes:
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, kind, str(path)],
         stdout=subprocess.PIPE,
-        cwd=Path(__file__).parents[2],
+        cwd=Path(__file__).parents[3],
     )
     assert writer.stdout is not None
     assert writer.stdout.readline() == b"written\n"

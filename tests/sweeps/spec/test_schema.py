@@ -18,7 +18,7 @@ from sweeps.spec import parse_spec
 from sweeps.spec.schema import SCHEMA_FILE, schema_text, spec_schema
 from sweeps.spec.wandb_format import DISTRIBUTIONS, _distribution
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "sweeps" / "examples").rglob("*.yaml"))
 HEADER = "# yaml-language-server: $schema="
 

@@ -383,7 +383,7 @@ def test_lora_adapter_and_merged_model_generate_the_same_tokens(
 def test_a_lora_packed_run_stopped_at_a_report_resumes_to_the_weights_of_one_never_stopped(
     lm_dirs: dict[str, str], tmp_path: Path
 ) -> None:
-    from tests.test_in_process import Reports, run, weights
+    from tests.trainables.test_in_process import Reports, run, weights
     from trainables.config import parse_config
 
     rows = [{"p": " ".join(s.split()[:2]), "c": " " + " ".join(s.split()[2:])} for s in corpus(48)]

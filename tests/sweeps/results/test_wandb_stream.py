@@ -20,8 +20,8 @@ from sweeps.running.runner import run_sweep
 from sweeps.running.tuner import build_tuner
 from sweeps.spec import parse_spec
 from tests.sweeps.cheap import ITERATIONS, cheap_trainable
-from tests.sweeps.test_contract import SPACES, sweep_spec
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_contract import SPACES, sweep_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 from tests.wandb_files import OfflineRun, offline_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]

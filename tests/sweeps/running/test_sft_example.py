@@ -13,7 +13,7 @@ from sweeps.cli import main, smoke_swaps
 from sweeps.spec import load_spec
 from trainables.tiny_lm import smoke_model
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "sweeps" / "examples" / "sft.yaml"
 
 

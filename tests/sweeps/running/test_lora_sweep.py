@@ -15,7 +15,7 @@ from sweeps.running.promotion import promote_best
 from sweeps.running.runner import run_sweep
 from sweeps.spec import load_spec
 from sweeps.store.model_versions import verify
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 

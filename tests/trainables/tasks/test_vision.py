@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import write_digit_folder
-from tests.sweeps.test_promotion import s3_endpoint  # noqa: F401  (the moto S3 server fixture)
+from tests.sweeps.store.test_promotion import s3_endpoint  # noqa: F401  (the moto S3 server fixture)
 from trainables.config import EMBEDDED_VISION_MODEL, FinetuneConfig, parse_config
 from trainables.errors import ConfigError, DataError, ModelLoadError
 from trainables.preflight import check_inputs
@@ -269,7 +269,7 @@ def test_an_image_folder_on_s3_reads_like_a_local_one(
 ) -> None:
     import pyarrow.fs as pa_fs
 
-    from tests.sweeps.test_promotion import BUCKET, s3_uri
+    from tests.sweeps.store.test_promotion import BUCKET, s3_uri
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")

@@ -11,7 +11,7 @@ import pytest
 from sweeps.results.progress import SweepProgress
 from sweeps.running.tuner import build_tuner
 from tests.sweeps.cheap import ITERATIONS, cheap_trainable
-from tests.sweeps.test_contract import SPACES, sweep_spec
+from tests.sweeps.running.test_contract import SPACES, sweep_spec
 from trainables.objective import Objective
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]

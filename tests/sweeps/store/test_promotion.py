@@ -26,7 +26,7 @@ from sweeps.spec import SweepSpec, apply_params, parse_spec
 from sweeps.store import storage
 from sweeps.store.model_versions import LATEST, MANIFEST, resolve, verify, versions
 from sweeps.store.storage import Location
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 from trainables.evaluation import evaluate_folder
 from trainables.objective import Objective
 

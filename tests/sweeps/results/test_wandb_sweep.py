@@ -21,7 +21,7 @@ from sweeps.results.wandb_sweep import (
 from sweeps.running.callbacks import wandb_streamer
 from sweeps.spec import Param
 from sweeps.store.storage import Location
-from tests.sweeps.test_contract import SPACES, sweep_spec
+from tests.sweeps.running.test_contract import SPACES, sweep_spec
 from tests.wandb_server import ENTITY, SWEEP_ID, FakeWandb
 
 
@@ -124,7 +124,7 @@ def test_a_registration_is_recorded_and_a_resumed_sweep_reuses_it(
 def test_an_online_sweep_registers_and_every_trial_run_joins_it(
     server: FakeWandb, tmp_path: Path
 ) -> None:
-    from tests.sweeps.test_wandb_stream import cheap_sweep
+    from tests.sweeps.results.test_wandb_stream import cheap_sweep
 
     spec, grid, _ = cheap_sweep(
         tmp_path, {"mode": "online", "project": "proj", "entity": ENTITY, "dir": str(tmp_path)}

@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 
 from sweeps.errors import SpecError
 from sweeps.spec import parse_spec
-from tests.test_ner_reduction import free_port
+from tests.trainables.tasks.test_ner_reduction import free_port
 from trainables.config import FinetuneConfig, parse_config
 from trainables.errors import ConfigError, DataError
 from trainables.loop import task_eval_iter

@@ -21,7 +21,7 @@ from sweeps.running.runner import run_sweep
 from sweeps.running.trial import make_trial_driver, trial_resources
 from sweeps.spec import SweepSpec, apply_params, parse_spec
 from sweeps.store.storage import Location
-from tests.sweeps.test_sweep_e2e import tiny_spec
+from tests.sweeps.running.test_sweep_e2e import tiny_spec
 from tests.wandb_files import offline_runs
 from trainables.inputs import TrialInputs
 from trainables.trainer import build_trainer
@@ -208,7 +208,7 @@ def test_a_promoted_pbt_model_holds_its_hyperparameter_schedule(
 def test_the_pbt_example_runs_as_a_smoke_test(tiny_model_dir: str, tmp_path: Path) -> None:
     from sweeps.cli import main
 
-    example = Path(__file__).resolve().parents[2] / "sweeps" / "examples" / "pbt.yaml"
+    example = Path(__file__).resolve().parents[3] / "sweeps" / "examples" / "pbt.yaml"
     status = main(
         [
             "run",
