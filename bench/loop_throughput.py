@@ -264,12 +264,22 @@ def loop_job(
             "max_length": MAX_LENGTH,
             "group_by_length": group_by_length,
         },
-        "optimizer": {"lr": LR, "weight_decay": 0.01},
+        **one_epoch(eval_every, n_threads),
+    }
+
+
+def one_epoch(
+    eval_every: int, n_threads: int, batch_size: int = BATCH_SIZE, lr: float = LR, seed: int = SEED
+) -> dict[str, Any]:
+    """The sections every bench's loop job shares: one epoch (linear decay, weight decay 0.01)
+    on one worker of `n_threads` threads, keeping one checkpoint."""
+    return {
+        "optimizer": {"lr": lr, "weight_decay": 0.01},
         "schedule": {"name": "linear"},
         "training": {
-            "batch_size": BATCH_SIZE,
+            "batch_size": batch_size,
             "epochs": 1,
-            "seed": SEED,
+            "seed": seed,
             "eval_every": eval_every,
             "checkpoints_to_keep": 1,
         },

@@ -84,6 +84,7 @@ from bench.loop_throughput import (
     describe,
     hf_timing,
     medians,
+    one_epoch,
     paired_ratio,
     peak_rss_mb,
     round_ratios,
@@ -212,6 +213,7 @@ def loop_job(
     train: str, dev: str, model_dir: str, packing: bool, n_threads: int, eval_every: int
 ) -> dict[str, Any]:
     """The loop's job on the sampled rows, as a config mapping (what TRL's side is set to)."""
+    shared = one_epoch(eval_every, n_threads, batch_size=BATCH_SIZE, lr=LR, seed=SEED)
     return {
         "task": "causal_lm",
         "model": {"name_or_path": model_dir},
@@ -223,17 +225,9 @@ def loop_job(
             "max_length": MAX_LENGTH,
             "packing": packing,
         },
-        "optimizer": {"lr": LR, "weight_decay": 0.01, "max_grad_norm": 1.0},
-        "schedule": {"name": "linear"},
-        "training": {
-            "batch_size": BATCH_SIZE,
-            "epochs": 1,
-            "seed": SEED,
-            "eval_every": eval_every,
-            "checkpoints_to_keep": 1,
-            "precision": "fp32",
-        },
-        "scaling": {"num_workers": 1, "cpus_per_worker": n_threads},
+        **shared,
+        "optimizer": {**shared["optimizer"], "max_grad_norm": 1.0},
+        "training": {**shared["training"], "precision": "fp32"},
     }
 
 
