@@ -89,14 +89,6 @@ class WandbStreamer(Callback):
         self._registered = False
         self._earlier_steps: dict[str, int] | None = None
 
-    @property
-    def mode(self) -> Mode:
-        return self.config.mode
-
-    @property
-    def directory(self) -> str:
-        return self.config.directory
-
     def __getstate__(self) -> dict[str, Any]:
         return {"config": self.config}  # threads and open runs are not part of the sweep's state
 

@@ -114,8 +114,8 @@ def run_sweep(
     if spec.promote:
         log_promotion(promotion, spec.promotion_objective.metric)
     offline = None
-    if streamer is not None and streamer.mode == "offline":
-        offline = f"{streamer.directory}/wandb/offline-run-*"
+    if streamer is not None and streamer.config.mode == "offline":
+        offline = f"{streamer.config.directory}/wandb/offline-run-*"
     return SweepOutcome(
         best=confirmed_best(spec),
         promotion=promotion,
