@@ -406,12 +406,17 @@ def describe(run: dict[str, Any]) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=ROWS)
+def timing_arguments(parser: argparse.ArgumentParser, rows: int, warmup: int) -> None:
+    """The options every throughput bench takes: rows, rounds, threads, untimed first steps."""
+    parser.add_argument("--rows", type=int, default=rows)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=8, help="untimed first steps, each side")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed first steps, each side")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    timing_arguments(parser, ROWS, warmup=8)
     parser.add_argument(
         "--grouped-only", action="store_true", help="skip the two ungrouped runs of each round"
     )

@@ -92,6 +92,7 @@ from bench.loop_throughput import (
     run_side,
     step_clock,
     threads,
+    timing_arguments,
 )
 
 BATCH_SIZE, MAX_LENGTH, SEED, LR = 8, 512, 0, 2e-4
@@ -539,10 +540,7 @@ def side_command(args: argparse.Namespace, side: str, packing: bool, paths: dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=ROWS)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--warmup", type=int, default=5, help="untimed first steps, each side")
+    timing_arguments(parser, ROWS, warmup=5)
     parser.add_argument(
         "--data",
         default=str(ROOT.parent / "shared" / "data" / "gsm8k"),

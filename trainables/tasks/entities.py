@@ -25,20 +25,14 @@ def split_tag(tag: str) -> tuple[str, str]:
 
 def _ends(prev: str, tag: str, prev_type: str, type_: str) -> bool:
     """Whether an entity ends before a word tagged (tag, type_) that follows (prev, prev_type)."""
-    if prev in ("E", "S"):
-        return True
-    if prev in ("B", "I") and tag in ("B", "S", "O"):
-        return True
-    return prev != "O" and prev_type != type_
+    closed = prev in ("E", "S") or (prev in ("B", "I") and tag in ("B", "S", "O"))
+    return closed or (prev != "O" and prev_type != type_)
 
 
 def _starts(prev: str, tag: str, prev_type: str, type_: str) -> bool:
     """Whether an entity starts at a word tagged (tag, type_) that follows (prev, prev_type)."""
-    if tag in ("B", "S"):
-        return True
-    if tag in ("E", "I") and prev in ("E", "S", "O"):
-        return True
-    return tag != "O" and prev_type != type_
+    opened = tag in ("B", "S") or (tag in ("E", "I") and prev in ("E", "S", "O"))
+    return opened or (tag != "O" and prev_type != type_)
 
 
 def entities(tags: Sequence[str]) -> set[tuple[str, int, int]]:
