@@ -83,7 +83,6 @@ class ParamCount:
     trainable: int
     total: int
 
-    @property
     def percent(self) -> float:
         """Trainable share of the model's own parameters, in percent."""
         return 100.0 * self.trainable / self.total
@@ -299,7 +298,7 @@ def print_table(
     for m in METHODS:
         c, r = counts[m], med[m]
         print(
-            f"{m:6s} {lrs[m]:7.0e} {c.trainable:11,d} {c.percent:7.3g}% {r['sps']:10.1f} "
+            f"{m:6s} {lrs[m]:7.0e} {c.trainable:11,d} {c.percent():7.3g}% {r['sps']:10.1f} "
             f"{r['sps'] / full['sps']:7.2f}x {r['rss']:6.0f} MB {r['rss0']:6.0f} MB "
             f"{r['val']:8.3f} {r['dev']:6.3f}"
         )
@@ -351,7 +350,7 @@ def main() -> None:
         )
         counts = count_parameters(cfgs)
         for m, c in counts.items():
-            print(f"params {m:4s}: {c.trainable:,} trainable of {c.total:,} ({c.percent:.3g}%)")
+            print(f"params {m:4s}: {c.trainable:,} trainable of {c.total:,} ({c.percent():.3g}%)")
 
         import ray
 

@@ -78,13 +78,9 @@ class ResultsLog(Callback):
         self._loaded = False
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune saves callbacks with the sweep's state; the rows live in the file.
-        return {
-            "uri": self.uri,
-            "planned": self.planned,
-            "every_s": self.every_s,
-            "train_runs": self.train_runs,
-        }
+        # Tune saves callbacks with the sweep's state; the rows live in the file, so only the
+        # constructor's arguments are kept.
+        return {name: getattr(self, name) for name in ("uri", "planned", "every_s", "train_runs")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]

@@ -31,19 +31,8 @@ from trainables.errors import DataError, ModelLoadError
 from trainables.lora import build_by_method, save_by_method, with_processor
 from trainables.metrics import all_reduce_sum
 from trainables.models import build_model, load_tokenizer, resolve_model_path
+from trainables.tasks import token_data
 from trainables.tasks.entities import EntityCounts, entity_metrics
-from trainables.tasks.token_data import (
-    IGNORE,
-    TaggedSplit,
-    Windows,
-    carve,
-    check_scheme,
-    detect_scheme,
-    make_windows,
-    read_tagged,
-    tag_names,
-    word_predictions,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +42,7 @@ class TaggedDataset:
     """A token-classification job's splits (tagged sentences) and its tags (`label_names`),
     shaped as `trainables.data.Dataset` so the seam passes it along the same way."""
 
-    splits: dict[str, TaggedSplit]
+    splits: dict[str, token_data.TaggedSplit]
     label_names: tuple[str, ...]
 
 
@@ -75,11 +64,11 @@ def read_tagged_splits(data: DataConfig) -> TaggedDataset:
             "data.train: token classification reads files (CoNLL, JSONL or Parquet); give "
             "data.train (and data.validation / data.test)"
         )
-    splits: dict[str, TaggedSplit] = {}
+    splits: dict[str, token_data.TaggedSplit] = {}
     for name in SPLITS:
         uri = getattr(data, name)
         if uri:
-            splits[name] = read_tagged(
+            splits[name] = token_data.read_tagged(
                 uri,
                 f"data.{name}",
                 data.format,
@@ -87,9 +76,9 @@ def read_tagged_splits(data: DataConfig) -> TaggedDataset:
                 data.tags_column,
                 data.label_names,
             )
-    scheme = detect_scheme(splits) if data.tag_scheme == "auto" else data.tag_scheme
+    scheme = token_data.detect_scheme(splits) if data.tag_scheme == "auto" else data.tag_scheme
     for name, split in splits.items():
-        orphans = check_scheme(split, scheme, f"data.{name}")
+        orphans = token_data.check_scheme(split, scheme, f"data.{name}")
         if orphans:
             logger.warning(
                 "data.%s: %d I-/E- tags of %s continue no entity; each starts one, as seqeval's "
@@ -103,14 +92,14 @@ def read_tagged_splits(data: DataConfig) -> TaggedDataset:
         if name in splits or fraction == 0.0:
             continue
         share = fraction * original / len(splits["train"])
-        kept, held = carve(splits["train"], share, data.split_seed)
+        kept, held = token_data.carve(splits["train"], share, data.split_seed)
         if not len(held) or not len(kept):
             raise DataError(
                 f"data.{name}_fraction: {fraction} of {len(splits['train'])} train sentences "
                 f"leaves an empty split; give a data.{name} file or a larger fraction"
             )
         splits["train"], splits[name] = kept, held
-    return TaggedDataset(splits, tag_names(splits, scheme, data.label_names))
+    return TaggedDataset(splits, token_data.tag_names(splits, scheme, data.label_names))
 
 
 def load_word_tokenizer(name_or_path: str) -> Any:
@@ -158,8 +147,8 @@ class TokenClassificationTask:
         self.job_model = cfg.model
         self.label_names = dataset.label_names
         self.outside = self.label_names.index("O") if "O" in self.label_names else 0
-        self.windows: dict[str, Windows] = {
-            name: make_windows(
+        self.windows: dict[str, token_data.Windows] = {
+            name: token_data.make_windows(
                 split,
                 self.label_names,
                 self.tokenizer,
@@ -204,7 +193,7 @@ class TokenClassificationTask:
         width = max(len(windows.input_ids[w]) for w in chosen)
         ids = np.full((len(chosen), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(chosen), width), dtype=np.int64)
-        labels = np.full((len(chosen), 1 + width), IGNORE, dtype=np.int64)
+        labels = np.full((len(chosen), 1 + width), token_data.IGNORE, dtype=np.int64)
         for i, w in enumerate(chosen):
             n = len(windows.input_ids[w])
             ids[i, :n] = windows.input_ids[w]
@@ -239,10 +228,12 @@ class TokenClassificationTask:
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over the labelled pieces (the mean over them)."""
         pieces = labels[:, 1 : 1 + logits.shape[1]]
-        if not bool((pieces != IGNORE).any()):  # every word of the batch dropped by the tokenizer
+        if not bool(
+            (pieces != token_data.IGNORE).any()
+        ):  # every word of the batch dropped by the tokenizer
             return logits.sum() * 0.0
         return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), pieces.reshape(-1), ignore_index=IGNORE
+            logits.reshape(-1, logits.shape[-1]), pieces.reshape(-1), ignore_index=token_data.IGNORE
         )
 
     def metric_state(self, device: torch.device) -> TokenMetrics:
@@ -274,11 +265,11 @@ class TokenMetrics:
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Loss sum and count of the batch's labelled pieces; its sentences' entity counts."""
         pieces = labels[:, 1 : 1 + logits.shape[1]]
-        labelled = pieces != IGNORE
+        labelled = pieces != token_data.IGNORE
         self.loss[0] += F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]),
             pieces.reshape(-1),
-            ignore_index=IGNORE,
+            ignore_index=token_data.IGNORE,
             reduction="sum",
         ).double()
         self.loss[1] += labelled.sum().double()
@@ -294,7 +285,7 @@ class TokenMetrics:
             expected = windows.sentence_windows[sentence + 1] - windows.sentence_windows[sentence]
             if len(own) != expected:
                 raise RuntimeError(f"sentence {sentence}: {len(own)} of {expected} windows")
-            words = word_predictions(
+            words = token_data.word_predictions(
                 windows, sentence, [predicted[i] for i in own], self.task.outside
             )
             self.counts.add([names[t] for t in windows.gold[sentence]], [names[t] for t in words])
