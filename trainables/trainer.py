@@ -21,6 +21,7 @@ from ray.train.torch import TorchTrainer
 from trainables.config import FinetuneConfig, ScalingConfig
 from trainables.inputs import NO_INPUTS, TrialInputs
 from trainables.objective import Objective
+from trainables.ray_compat import trainer_without_unused_datasets
 
 # Ray Train polls its workers this often; a report waits for the previous one to be consumed,
 # so Ray's 2 s default stalls training at every evaluation and adds ~1 s to the end of a run.
@@ -101,7 +102,7 @@ def build_trainer(
     """
     _controller_env()
     s = cfg.scaling
-    return TorchTrainer(
+    trainer: TorchTrainer = trainer_without_unused_datasets()(
         train_fn,
         train_loop_config=loop_config(cfg, inputs),
         scaling_config=RayScalingConfig(
@@ -118,6 +119,7 @@ def build_trainer(
             checkpoint_config=checkpoint_config(cfg),
         ),
     )
+    return trainer
 
 
 def worker_resources(s: ScalingConfig) -> dict[str, float]:

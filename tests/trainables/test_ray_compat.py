@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import ray.train
+import ray.train.torch
 import ray.tune
 
 from trainables import ray_compat
@@ -143,3 +144,22 @@ def test_tune_report_callback_puts_the_checkpoint_path_where_results_read_it() -
 @pytest.mark.usefixtures("ray_session")
 def test_a_fixed_local_cluster_has_no_autoscaler_node_groups() -> None:
     assert ray_compat.autoscaler_node_groups() == []
+
+
+def _callback_names(trainer: object) -> set[str]:
+    return {type(c).__name__ for c in trainer._create_default_callbacks()}  # type: ignore[attr-defined]
+
+
+def test_the_trainer_leaves_out_ray_datas_manager_when_the_run_has_no_datasets() -> None:
+    trainer = ray_compat.trainer_without_unused_datasets()(lambda: None)
+    assert "DatasetsCallback" not in _callback_names(trainer)
+    # The control: Ray's own TorchTrainer starts it (the `DatasetManager` actor) in every run.
+    assert "DatasetsCallback" in _callback_names(ray.train.torch.TorchTrainer(lambda: None))
+
+
+def test_the_trainer_keeps_ray_datas_manager_for_a_run_given_datasets() -> None:
+    # A dataset factory (Train accepts one in place of a Dataset), so no Ray starts here.
+    trainer = ray_compat.trainer_without_unused_datasets()(
+        lambda: None, datasets={"train": lambda: None}
+    )
+    assert "DatasetsCallback" in _callback_names(trainer)
