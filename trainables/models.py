@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
+
+if TYPE_CHECKING:
+    # transformers' modeling code (~1.5 CPU-seconds to import) only where a model is built:
+    # `sweeps validate` and a sweep's driver need tokenizers and configs only.
+    from transformers import PreTrainedModel
 
 from trainables.config import EMBEDDED_MODEL, ModelConfig
 from trainables.errors import ModelLoadError
@@ -118,15 +117,20 @@ def build_model(
     cfg: ModelConfig,
     label_names: tuple[str, ...],
     problem_type: str | None = None,
-    auto_class: Any = AutoModelForSequenceClassification,
+    auto_class: Any = None,
 ) -> PreTrainedModel:
     """Loads the pretrained backbone with a fresh head for `label_names` (one output each: a
     class, or a regression target; per token with `AutoModelForTokenClassification` as
-    `auto_class`), frozen as configured; `problem_type` goes into its config.
+    `auto_class`; `AutoModelForSequenceClassification` by default), frozen as configured;
+    `problem_type` goes into its config.
 
     Example:
         >>> model = build_model(ModelConfig(), ("negative", "positive"))  # doctest: +SKIP
     """
+    if auto_class is None:
+        from transformers import AutoModelForSequenceClassification
+
+        auto_class = AutoModelForSequenceClassification
     config = load_model_config(cfg, label_names, problem_type)
     path = resolve_model_path(cfg.name_or_path)
     try:

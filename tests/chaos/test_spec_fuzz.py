@@ -35,7 +35,7 @@ EXAMPLES = sorted((ROOT / "sweeps" / "examples").rglob("*.yaml"))
 SEED = int(os.environ.get("SPEC_FUZZ_SEED", "20150"))
 #: Mutations in all; split into BATCHES processes, each paying the imports once.
 MUTATIONS = 1040
-BATCHES = 4
+BATCHES = 2
 #: Mappings whose keys are free names (Ray resources): an unknown key there is valid.
 FREE_MAPPINGS = ("driver_resources", "resources")
 

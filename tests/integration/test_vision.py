@@ -1,6 +1,7 @@
-"""Image classification under real Ray: a 2-rank DDP sweep on a tiny random timm model over
-an image folder of real scanned digits, promotion that loads and classifies, and an exact
-resume of a worker group SIGKILLed after its first checkpoint."""
+"""Image classification under real Ray on a tiny random timm model over an image folder of real
+scanned digits: a sweep (one-worker trials, run in their trial processes) whose promoted model
+loads and classifies, and an exact resume of a 2-rank DDP worker group SIGKILLed after its
+first checkpoint."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def vision_job(model_dir: str, train: str, **training: Any) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(600)
-def test_a_two_worker_vision_sweep_promotes_a_model_that_loads_and_classifies(
+def test_a_vision_sweep_promotes_a_model_that_loads_and_classifies(
     tiny_vision_dir: str, digit_folder: str, tmp_path: Path
 ) -> None:
     from PIL import Image
@@ -51,7 +52,9 @@ def test_a_two_worker_vision_sweep_promotes_a_model_that_loads_and_classifies(
         {
             "name": "vision-tiny",
             "storage_path": str(tmp_path / "runs"),
-            "job": vision_job(tiny_vision_dir, digit_folder),
+            # One worker per trial: the DDP path is the kill test's below, promotion is this one's.
+            "job": vision_job(tiny_vision_dir, digit_folder)
+            | {"scaling": {"num_workers": 1, "cpus_per_worker": 2}},
             "search": {
                 "method": "grid",
                 "metric": "val_accuracy",

@@ -70,7 +70,6 @@ def s3_sweep(s3_endpoint: str, tiny_model_dir: str, separable_files: dict[str, s
     raw["storage_path"] = s3_uri(s3_endpoint, "sweeps")
     raw["job"]["data"]["test"] = separable_files["test"]
     raw["job"]["training"] |= {"max_steps": 30, "eval_every": 10, "monitor": "val_loss"}
-    raw["job"]["scaling"] = {"num_workers": 2}  # the promoted 2-rank model, scored in 1 process
     raw["job"] |= {"optimizer": {"weight_decay": 1.0}, "schedule": {"name": "constant"}}
     raw["search"] = {
         "method": "grid",
@@ -163,8 +162,8 @@ def test_the_promoted_model_loads_and_predicts_as_in_the_sweep(
     assert set(manifest["versions"]) >= {"torch", "transformers", "ray"}
     assert len(manifest["spec_sha256"]) == 64
     assert set(manifest["files"]) == {p.name for p in promoted.iterdir()} - {MANIFEST}
-    # The promoted weights score on validation what the trial reported in the sweep (2 ranks
-    # there, one process here), and are scored on the test split too.
+    # The promoted weights score on validation what the trial reported in the sweep, and are
+    # scored on the test split too (2 ranks against one process: tests/integration/test_ddp_loop).
     job = apply_params(spec.job, best.params)
     val = evaluate_folder(job, str(promoted), "validation")
     assert val is not None and val["val_loss"] == pytest.approx(best.metrics["val_loss"])
