@@ -317,7 +317,7 @@ def validate(files: list[Path]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("batch", range(BATCHES))
 def test_fuzzed_specs_fail_cleanly_naming_the_key(batch: int, tmp_path: Path) -> None:
     # Examples are dealt in turn, so a batch holds every BATCHES-th example: with 12 examples
-    # and 4 batches, three each, and one process alone pays for loading the vision model.
+    # and 2 batches, six each.
     cases = mutations(SEED, MUTATIONS)[batch::BATCHES]
     files = []
     for raw, mut in cases:

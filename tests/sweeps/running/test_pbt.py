@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import ray.tune
+import torch
 
 from sweeps.results.queries import SweepResults
 from sweeps.results.report import write_report
@@ -23,8 +24,8 @@ from sweeps.spec import SweepSpec, apply_params, parse_spec
 from sweeps.store.storage import Location
 from tests.sweeps.running.test_sweep_e2e import tiny_spec
 from tests.wandb_files import offline_runs
+from trainables.in_process import run_in_process
 from trainables.inputs import TrialInputs
-from trainables.trainer import build_trainer
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
 
@@ -87,12 +88,25 @@ def first_exploit(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def replay(spec: SweepSpec, params: dict, start: str, until: int, folder: Path) -> dict:
-    """The job with `params`, started outside the sweep from checkpoint `start`, to `until`."""
+    """The job with `params`, started outside the sweep from checkpoint `start`, to `until`,
+    run as the sweep ran its one-worker trials: the loop in the calling process."""
     job = apply_params(spec.job, params | {"training.max_steps": until}, name="replay")
     inputs = TrialInputs(start_from=start)
-    result = build_trainer(job, inputs, run_name=folder.name, storage_path=str(folder.parent)).fit()
-    assert result.metrics["step"] == until
-    return result.metrics
+    reports: list[dict[str, Any]] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as Ray runs a 1-CPU trial (OMP_NUM_THREADS=1)
+    try:
+        run_in_process(
+            job,
+            inputs,
+            run_name=folder.name,
+            storage_path=str(folder.parent),
+            on_report=lambda metrics, _checkpoint: reports.append(metrics),
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert reports[-1]["step"] == until
+    return reports[-1]
 
 
 @pytest.mark.timeout(600)
