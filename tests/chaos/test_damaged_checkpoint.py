@@ -3,6 +3,9 @@
 The run resumes from the latest intact checkpoint Train still keeps, warning with the damaged
 one's name, and ends with the weights an undamaged run ends with; with no intact checkpoint
 left it fails naming the damaged file. Never a silent start from scratch.
+
+The first attempt runs in this process (as a sweep runs a one-worker trial: the same run folder
+a `TorchTrainer` run leaves); the resume under test is a Ray Train run's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from safetensors.torch import load
 
 from trainables.config import FinetuneConfig, parse_config
+from trainables.in_process import run_in_process
 from trainables.trainer import build_trainer
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.usefixtures("ray_session")]
@@ -52,6 +56,19 @@ def fit(cfg: FinetuneConfig, storage: Path) -> Any:
     return build_trainer(cfg, run_name="run", storage_path=str(storage)).fit()
 
 
+def first_attempt(cfg: FinetuneConfig, storage: Path) -> tuple[int, Path]:
+    """The run's first attempt, in this process: its last step and its latest checkpoint."""
+    reports: list[tuple[dict[str, Any], Any]] = []
+    run_in_process(
+        cfg,
+        run_name="run",
+        storage_path=str(storage),
+        on_report=lambda metrics, checkpoint: reports.append((metrics, checkpoint)),
+    )
+    metrics, checkpoint = reports[-1]
+    return metrics["step"], Path(checkpoint.path)
+
+
 def cut_short(path: Path) -> None:
     """Truncates a file to half its length: what a copy cut off or a full disk leaves."""
     size = path.stat().st_size
@@ -70,9 +87,8 @@ def test_a_damaged_latest_checkpoint_resumes_from_an_earlier_one_to_the_same_wei
     tiny_model_dir: str, separable_files: dict[str, str], tmp_path: Path
 ) -> None:
     cfg = job(tiny_model_dir, separable_files, keep=2)
-    first = fit(cfg, tmp_path)
-    assert first.metrics["step"] == 6
-    latest = Path(first.checkpoint.path)
+    step, latest = first_attempt(cfg, tmp_path)
+    assert step == 6
     # From bytes, not mapped: the file is cut short next, under any mapping of it.
     want = load((latest / WEIGHTS).read_bytes())
     cut_short(latest / WEIGHTS)
@@ -94,8 +110,7 @@ def test_a_damaged_only_checkpoint_fails_naming_the_file(
 ) -> None:
     # One evaluation, so one checkpoint: Train keeps the best ones and always the latest.
     cfg = job(tiny_model_dir, separable_files, keep=1, steps=2)
-    first = fit(cfg, tmp_path)
-    latest = Path(first.checkpoint.path)
+    _, latest = first_attempt(cfg, tmp_path)
     cut_short(latest / WEIGHTS)
 
     with pytest.raises(ray.train.TrainingFailedError) as failed:
