@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from tests import gloo_ranks
 from tests.ner_data import write_conll
 from trainables.config import FinetuneConfig, parse_config
 from trainables.loop import task_eval_iter
@@ -97,7 +97,7 @@ def test_two_gloo_ranks_report_the_whole_splits_entity_metrics(
     # Random weights predict entities, a few of them right: the counts are not all zero.
     assert 0.0 < whole["val_f1_entity"] < 1.0
 
-    mp.spawn(rank_main, args=(2, free_port(), tagger_dir, str(tmp_path)), nprocs=2, join=True)
+    gloo_ranks.run_ranks(rank_main, (2, free_port(), tagger_dir, str(tmp_path)))
     for rank in (0, 1):
         reported = json.loads((tmp_path / f"rank{rank}.json").read_text())
         for name in ("f1_entity", "precision_entity", "recall_entity", "token_accuracy"):

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from sweeps.errors import SpecError
 from sweeps.spec import parse_spec
+from tests import gloo_ranks
 from tests.trainables.tasks.test_ner_reduction import free_port
 from trainables.config import FinetuneConfig, parse_config
 from trainables.errors import ConfigError, DataError
@@ -335,7 +335,7 @@ def test_two_gloo_ranks_report_the_generation_scores_of_one_process(
     # Control: a mean of the ranks' own fractions would not be the whole's (1/3 and 1/2).
     assert whole["val_exact_match"] != (1 / 3 + 1 / 2) / 2
 
-    mp.spawn(rank_main, args=(2, free_port(), checkpoint, files, str(tmp_path)), nprocs=2)
+    gloo_ranks.run_ranks(rank_main, (2, free_port(), checkpoint, files, str(tmp_path)))
     for rank in (0, 1):
         reported = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert reported["val_exact_match"] == whole["val_exact_match"], rank

@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score
 
+from tests import gloo_ranks
 from trainables.metrics import (
     MultiLabelMetrics,
     RegressionMetrics,
@@ -167,7 +168,7 @@ def _metrics(kind: str, rows: slice, in_batches_of: int) -> dict[str, float]:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", ["regression", "multi_label"])
 def test_two_gloo_ranks_reduce_to_the_one_process_metrics(kind: str) -> None:
-    ctx = mp.get_context("spawn")
+    ctx = gloo_ranks.context()
     queue = ctx.Queue()
     port = _free_port()
     procs = [ctx.Process(target=_rank_main, args=(r, port, kind, queue)) for r in range(2)]
